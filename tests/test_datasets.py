@@ -1,0 +1,139 @@
+"""Each layout on a miniature tree built in that exact layout, then through preprocess."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gsavl_cli.datasets import detect_layout, discover, read_vggss_annotations, vggsound_key
+from gsavl_cli.errors import UsageError
+from gsavl_cli.media import write_png
+from gsavl_cli.preprocess import make_settings, run_preprocess
+from gsavl_cli.store import open_store
+
+H, W = 24, 32
+
+
+def _frame(value: int) -> np.ndarray:
+    return np.full((H, W, 3), value, np.uint8)
+
+
+def _mask(row0: int) -> np.ndarray:
+    m = np.zeros((H, W, 3), np.uint8)
+    m[row0 : row0 + 4, 2:10] = (0, 0, 128)  # a coloured label: non-black counts
+    return m
+
+
+def _wav(path: Path, seconds: float, freq: float = 440.0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t), 16000, subtype="PCM_16")
+
+
+def make_ms3(root: Path) -> None:
+    (root / "ms3_meta_data.csv").write_text("video_id,fold,split\nclipA,0,train\nclipB,0,test\n")
+    data = root / "ms3_data"
+    for name, split in (("clipA", "train"), ("clipB", "test")):
+        _wav(data / "audio_wav" / split / f"{name}.wav", 5.0)
+        for i in range(1, 6):
+            write_png(data / "visual_frames" / name / f"{name}.mp4_{i}.png", _frame(10 * i))
+            write_png(data / "gt_masks" / split / name / f"{name}_{i}.png", _mask(i))
+
+
+def make_semantic(root: Path) -> None:
+    (root / "metadata.csv").write_text(
+        "vid,uid,s_min,s_sec,a_obj,split,label\n"
+        "v1,u1,0,0,dog,train,v1s\n"
+        "v2,u2,0,5,piano,test,v1m\n"
+        "v3,u3,0,0,car,test,v2\n"
+    )
+    for label, uid, n in (("v1s", "u1", 5), ("v1m", "u2", 5), ("v2", "u3", 10)):
+        clip = root / label / uid
+        _wav(clip / "audio.wav", n * 1.0)
+        for t in range(n):
+            write_png(clip / "frames" / f"{t}.jpg", _frame(t))  # PNG bytes under .jpg decode fine
+            if label != "v1s" or t == 0:
+                write_png(clip / "labels_rgb" / f"{t}.png", _mask(t % 10))
+
+
+def make_vggsound(root: Path) -> Path:
+    for clip in ("abc_000030", "def_000010"):
+        write_png(root / "frames" / f"{clip}.jpg", _frame(50))
+        _wav(root / "audio" / f"{clip}.wav", 10.0)
+    ann = root / "vggss.json"
+    ann.write_text('[{"file": "abc_30", "class": "dog", "bbox": [[0.1, 0.2, 0.5, 1.3], [-0.2, 0.0, 0.3, 0.4]]}]')
+    return ann
+
+
+def test_ms3(tmp_path):
+    make_ms3(tmp_path)
+    assert detect_layout(tmp_path) == "avsbench-ms3"
+    layout, clips = discover(tmp_path, split="test")
+    assert layout == "avsbench-ms3" and [c.clip_id for c in clips] == ["clipB"]
+    result = run_preprocess(clips, tmp_path / "ms3.h5", make_settings(layout))
+    assert result.written == 1 and not result.failed
+    item = open_store(tmp_path / "ms3.h5")["clipB"]
+    assert item["frames"].shape == (5, H, W, 3) and item["frames"][2].mean() == 30
+    assert item["masks"].shape == (5, H, W) and item["masks"][0].sum() == 4 * 8
+    assert item["vggish"].shape == (5, 96, 64) and item["spectrogram"].shape == (257, 200)
+
+
+def test_semantic_subsets_and_masks(tmp_path):
+    make_semantic(tmp_path)
+    assert detect_layout(tmp_path) == "avsbench-semantic"
+    _, clips = discover(tmp_path, subsets=("v1s", "v2"))
+    assert sorted(c.clip_id for c in clips) == ["v1s/u1", "v2/u3"]
+    result = run_preprocess(clips, tmp_path / "sem.h5", make_settings("avsbench-semantic"))
+    assert result.written == 2, result.failed
+    with open_store(tmp_path / "sem.h5") as store:
+        assert store["v1s/u1"]["masks"].shape == (1, H, W)
+        assert store["v2/u3"]["frames"].shape == (10, H, W, 3)
+        assert store["v2/u3"]["vggish"].shape[0] == 10
+    with pytest.raises(UsageError, match="subset"):
+        discover(tmp_path, subsets=("v9",))
+
+
+def test_vggsound_annotations_and_id_forms(tmp_path):
+    ann = make_vggsound(tmp_path)
+    assert vggsound_key("abc_000030") == vggsound_key("abc_30") == "abc_30"
+    boxes = read_vggss_annotations(ann)["abc_30"]["boxes"]
+    assert boxes == [[0.1, 0.2, 0.5, 1.0], [0.0, 0.0, 0.3, 0.4]]  # clipped to [0,1]
+    layout, test = discover(tmp_path, split="test")
+    assert layout == "vggsound" and [c.clip_id for c in test] == ["abc_000030"]
+    _, train = discover(tmp_path, split="train")
+    assert [c.clip_id for c in train] == ["def_000010"]
+    result = run_preprocess(test, tmp_path / "vs.h5", make_settings(layout))
+    item = open_store(tmp_path / "vs.h5")["abc_000030"]
+    assert result.written == 1
+    np.testing.assert_allclose(item["boxes"], boxes, atol=1e-7)
+    assert item["vggish"].shape == (3, 96, 64)  # the centred 3 s of a 10 s clip
+
+
+def test_subset_file_filters(tmp_path):
+    make_vggsound(tmp_path)
+    listing = tmp_path / "subset.txt"
+    listing.write_text("def_10\n")
+    _, clips = discover(tmp_path, subset_file=listing)
+    assert [c.clip_id for c in clips] == ["def_000010"]
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(UsageError, match="no such"):
+        discover(tmp_path / "nope")
+    with pytest.raises(UsageError, match="layout"):
+        discover(tmp_path, layout="kinetics")
+    with pytest.raises(UsageError, match="split"):
+        discover(tmp_path, split="dev")
+    with pytest.raises(UsageError, match="metadata"):
+        discover(tmp_path, layout="avsbench-s4")
+
+
+def test_missing_pieces_fail_with_reason(tmp_path):
+    make_ms3(tmp_path)
+    (tmp_path / "ms3_data" / "audio_wav" / "test" / "clipB.wav").unlink()
+    _, clips = discover(tmp_path, split="test")
+    result = run_preprocess(clips, tmp_path / "o.h5", make_settings("avsbench-ms3"))
+    assert result.written == 0 and len(result.failed) == 1
+    assert "clipB" in result.failed[0].reason or "clipB" in result.failed[0].source
+    assert open_store(tmp_path / "o.h5").ids == []
