@@ -162,5 +162,247 @@ def inspect(
     err.print(table)
 
 
+TRAIN_PRESETS = {"avsbench-s4": (32, 10)}  # dataset -> (batch size, epochs); others: (128, 20)
+
+
+@app.command(
+    epilog="Examples:\n\n  gsavl train --dataset vggsound10k --val vggss.h5 --out runs/gsavl\n\n"
+    "  gsavl train --dataset s4.h5 --model ezvsl --epochs 10 --batch-size 32\n\n"
+    "  torchrun --nproc-per-node 4 -m gsavl_cli train --dataset vggsound144k --out runs/big"
+)
+@handle_errors
+def train(
+    dataset: Annotated[str, typer.Option(help="An HDF5 file from `gsavl preprocess`, or vggsound10k, vggsound144k, avsbench-s4.")],
+    out: Annotated[Optional[Path], typer.Option(help="Run folder for best.pt, last.pt, metrics.jsonl, config.json.")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Annotated HDF5 for validation after every epoch (cIoU picks best.pt).")] = None,
+    model: Annotated[str, typer.Option(help="Preset: gsavl (VGGish + cosine) or ezvsl (ResNet-18 audio + dot).")] = "gsavl",
+    audio_encoder: Annotated[Optional[str], typer.Option(help="Override the preset: vggish or resnet18.")] = None,
+    similarity: Annotated[Optional[str], typer.Option(help="Override the preset: cosine or dot.")] = None,
+    tau: Annotated[Optional[float], typer.Option(help="Contrastive temperature (paper: 0.03).")] = None,
+    beta: Annotated[Optional[float], typer.Option(help="Weight of the global-alignment loss (0 = off).")] = None,
+    freeze_audio: Annotated[bool, typer.Option(help="Keep the pretrained VGGish weights fixed.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (paper: 20 VGGSound, 10 AVSBench).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size over all processes (paper: 128 VGGSound, 32 AVSBench).")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    split: Annotated[str, typer.Option(help="Split of the data file to train on.")] = "train",
+    val_split: Annotated[Optional[str], typer.Option(help="Split of --val to validate on (default: test, else val).")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better validation cIoU.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt (optimizer, epoch and RNG included).")] = False,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
+    pretrained: Annotated[bool, typer.Option(help="Start from ImageNet ResNet-18 and AudioSet VGGish weights (--no-pretrained: random init).")] = True,
+    vggish_checkpoint: Annotated[Optional[Path], typer.Option(help="VGGish weights file (else cache or download).")] = None,
+    resnet_checkpoint: Annotated[Optional[Path], typer.Option(help="ImageNet ResNet-18 weights file (else cache or download).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the final epoch's log as JSON on stdout.")] = False,
+) -> None:
+    """Train the audio-visual localizer, self-supervised (no labels needed)."""
+    from .console import resolve_device
+    from .datasets import resolve_dataset
+    from .model import config_from_preset
+    from .train import TrainConfig, train as run_training
+
+    data = resolve_dataset(dataset)
+    overrides = {k: v for k, v in {"audio_encoder": audio_encoder, "similarity": similarity, "tau": tau, "beta": beta}.items() if v is not None}
+    config = config_from_preset(model, freeze_audio=freeze_audio, **overrides)
+    preset_batch, preset_epochs = TRAIN_PRESETS.get(dataset, (128, 20))
+    cfg = TrainConfig(
+        data=data, out=out or Path("runs") / data.stem, model=config, val=val, split=split, val_split=val_split,
+        epochs=epochs or preset_epochs, batch_size=batch_size or preset_batch, lr=lr, seed=OPTIONS.seed, workers=workers,
+        patience=patience, resume=resume, device=resolve_device(), pretrained=pretrained,
+        vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps,
+    )
+    if not pretrained:
+        info("[yellow]note:[/] --no-pretrained: encoders start from random weights")
+    if val is not None and not val.exists():
+        raise UsageError(f"no such validation file: {val}")
+    logs = []
+    with progress() as bar:
+        def step_factory(epoch: int, total: int):
+            task = bar.add_task(f"epoch {epoch}/{cfg.epochs}", total=total, rate="")
+            start = time.perf_counter()
+            seen = [0]
+
+            def on_step(n: int, loss: float) -> None:
+                seen[0] += n
+                bar.update(task, advance=1, rate=f"loss {loss:.4f} · {rate(seen[0], time.perf_counter() - start, 'samples')}")
+            return on_step
+
+        def on_epoch(log) -> None:
+            logs.append(log)
+            val_text = "" if log.val is None else f" · val cIoU {log.val['ciou']:.4f} AUC {log.val['auc']:.4f}{' (best)' if log.best else ''}"
+            bar.console.print(f"epoch {log.epoch}: loss {log.loss:.4f} · {log.samples_per_s:.1f} samples/s{val_text}") if not OPTIONS.quiet else None
+
+        checkpoint = run_training(cfg, on_epoch=on_epoch, on_step_factory=step_factory)
+    info(f"checkpoint: [bold]{checkpoint}[/]")
+    if json_output:
+        from dataclasses import asdict
+
+        print_json({"checkpoint": str(checkpoint), "epochs": [asdict(x) for x in logs]})
+
+
+def _sampler_choices(text: str, params: list[str]):
+    from .evaluate import SamplerChoice
+    from .samplers import get_sampler
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    parsed: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--param needs KEY=VALUE, got {item!r}", hint="e.g. --param n=5 or --param prob.n=5")
+        parsed[key.strip()] = value.strip()
+    choices = []
+    for name in names:
+        info_ = get_sampler(name)
+        own = {}
+        for key, value in parsed.items():
+            scope, _, bare = key.rpartition(".")
+            if (scope in ("", name)) and bare in info_.params:
+                own[bare] = value
+        choices.append(SamplerChoice(name, own))
+    unused = [k for k in parsed if not any(k.rpartition(".")[2] in get_sampler(c.name).params for c in choices)]
+    if unused:
+        raise UsageError(f"no chosen sampler takes parameter(s) {', '.join(unused)}", hint="see `gsavl samplers`")
+    return choices
+
+
+SamplerOpt = Annotated[str, typer.Option("--sampler", help="Prompt sampler(s), comma-separated; see `gsavl samplers`.")]
+ParamOpt = Annotated[list[str], typer.Option("--param", help="Sampler parameter KEY=VALUE or SAMPLER.KEY=VALUE (repeatable).")]
+SegmenterOpt = Annotated[str, typer.Option(help="sam, or threshold (heatmap >= median; no SAM weights needed).")]
+SamModelOpt = Annotated[str, typer.Option(help="SAM size: vit_h (paper), vit_l or vit_b.")]
+SamCkptOpt = Annotated[Optional[Path], typer.Option(help="SAM weights file (else the torch hub cache, else download).")]
+MaskChoiceOpt = Annotated[str, typer.Option(help="single (paper), score (SAM's predicted IoU) or heatmap (best agreement).")]
+CascadeOpt = Annotated[int, typer.Option(help="Cascade refinement rounds (1 = off).")]
+PriorCkptOpt = Annotated[Optional[Path], typer.Option(help="ImageNet ResNet-18 weights for the object prior (else cache or download).")]
+
+
+@app.command(
+    name="eval",
+    epilog="Examples:\n\n  gsavl eval --dataset s4_test.h5 --checkpoint runs/s4/best.pt --out runs/s4/eval --report\n\n"
+    "  gsavl eval --dataset vggss.h5 --checkpoint best.pt --segmenter threshold --map av --out eval_vggss",
+)
+@handle_errors
+def evaluate_command(
+    dataset: Annotated[str, typer.Option(help="Annotated HDF5 file (AVSBench masks or VGG-SS boxes), or avsbench-s4 / vggss.")],
+    checkpoint: Annotated[Path, typer.Option(help="Trained localizer checkpoint (best.pt).")],
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json, per_sample.csv and the report.")] = Path("eval"),
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    maps: Annotated[str, typer.Option("--map", help="Heatmaps, comma-separated: av, obj, avobj.")] = "av,obj,avobj",
+    sampler: SamplerOpt = "naive,grid,prob",
+    param: ParamOpt = [],
+    segmenter: SegmenterOpt = "sam",
+    sam_model: SamModelOpt = "vit_h",
+    sam_checkpoint: SamCkptOpt = None,
+    mask_choice: MaskChoiceOpt = "single",
+    cascade_rounds: CascadeOpt = 1,
+    cascade_threshold: Annotated[float, typer.Option(help="Cascade: re-prompt while mask/heatmap agreement is below this.")] = 0.3,
+    negatives: Annotated[int, typer.Option(help="Negative prompts from the coldest heatmap region.")] = 0,
+    alpha: Annotated[float, typer.Option(help="Weight of the audio-visual map in avobj.")] = 0.4,
+    batch_size: Annotated[int, typer.Option(help="Frames per batch through the encoders.")] = 8,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N clips.")] = None,
+    embedding_cache: Annotated[Optional[Path], typer.Option(help="HDF5 file caching SAM image embeddings across runs.")] = None,
+    report: Annotated[bool, typer.Option(help="Write report.html with a thumbnail grid sortable by IoU.")] = False,
+    prior_checkpoint: PriorCkptOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout too.")] = False,
+) -> None:
+    """Evaluate heatmaps and masks: IoU/F (AVSBench), cIoU/AP50/AUC (VGG-SS), pointing game."""
+    from .console import resolve_device
+    from .datasets import resolve_dataset
+    from .evaluation_run import run_evaluation
+    from .pipeline import parse_maps
+
+    result = run_evaluation(
+        data=resolve_dataset(dataset), checkpoint=checkpoint, out=out, split=split, maps=parse_maps(maps),
+        samplers=_sampler_choices(sampler, param), segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint,
+        mask_choice=mask_choice, cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, negatives=negatives,
+        alpha=alpha, batch_size=batch_size, limit=limit, embedding_cache=embedding_cache, report=report,
+        prior_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed, progress=progress,
+    )
+    _print_results(result["results"], title=f"{dataset} · {result['settings']['n_clips']} clips")
+    info(f"wrote {out / 'metrics.json'}, {out / 'per_sample.csv'}" + (f", {out / 'report.html'}" if report else ""))
+    if json_output:
+        print_json(result)
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{100 * value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _print_results(results: list[dict], title: str) -> None:
+    if OPTIONS.quiet:
+        return
+    table = Table("map", "sampler", "segmenter", "n", "mIoU %", "F %", "cIoU %", "AP50 %", "AUC %", "pointing %", title=title)
+    for r in results:
+        table.add_row(r["map"], r["sampler"] or "(heatmap)", r["segmenter"] or "-", str(r["n"]),
+                      *(_fmt(r[k]) for k in ("miou", "fscore", "ciou", "ap50", "auc", "pointing_game")))
+    err.print(table)
+
+
+@app.command(
+    epilog="Examples:\n\n  gsavl localize clip.mp4 --checkpoint best.pt --sampler prob -o mask.png\n\n"
+    "  gsavl localize clip.mp4 --checkpoint best.pt --overlay overlay.png --json result.json\n\n"
+    "  gsavl localize ./clips --checkpoint best.pt --out-dir masks/ --segmenter threshold"
+)
+@handle_errors
+def localize(
+    clips: Annotated[list[Path], typer.Argument(help="Video file(s), or a folder of videos.")],
+    checkpoint: Annotated[Path, typer.Option(help="Trained localizer checkpoint (required: never a random model).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Mask PNG for a single clip.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Folder for the masks of several clips (CLIP.mask.png ...).")] = None,
+    time_: Annotated[Optional[float], typer.Option("--time", help="Frame time in seconds (default: the first frame; audio centred on it).")] = None,
+    map_: Annotated[str, typer.Option("--map", help="Heatmap to prompt from: av, obj or avobj (paper).")] = "avobj",
+    sampler: SamplerOpt = "prob",
+    param: ParamOpt = [],
+    negatives: Annotated[int, typer.Option(help="Negative prompts from the coldest heatmap region.")] = 0,
+    segmenter: SegmenterOpt = "sam",
+    sam_model: SamModelOpt = "vit_h",
+    sam_checkpoint: SamCkptOpt = None,
+    mask_choice: MaskChoiceOpt = "single",
+    cascade_rounds: CascadeOpt = 1,
+    alpha: Annotated[float, typer.Option(help="Weight of the audio-visual map in avobj.")] = 0.4,
+    overlay: Annotated[Optional[Path], typer.Option(help="PNG: frame + heatmap + prompts + mask outline.")] = None,
+    heatmap: Annotated[Optional[Path], typer.Option(help="PNG of the heatmap.")] = None,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="JSON file: points, labels, mask area, score, rounds, timings.")] = None,
+    prior_checkpoint: PriorCkptOpt = None,
+) -> None:
+    """Find the sounding object in a clip and write its pixel mask."""
+    from .console import resolve_device
+    from .localize_run import LocalizeOptions, localize_clips
+    from .pipeline import parse_maps
+
+    options = LocalizeOptions(
+        checkpoint=checkpoint, time=time_, map_name=parse_maps(map_)[0], samplers=_sampler_choices(sampler, param)[:1],
+        negatives=negatives, segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint, mask_choice=mask_choice,
+        cascade_rounds=cascade_rounds, alpha=alpha, prior_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed,
+    )
+    outputs = localize_clips(clips, options, output=output, out_dir=out_dir, overlay=overlay, heatmap=heatmap, json_file=json_file, progress=progress)
+    for item in outputs:
+        info(f"{item['clip']}: mask {item['mask']} ({item['mask_area']} px, {item['segmenter']})")
+
+
+@app.command(name="samplers")
+@handle_errors
+def list_samplers_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON on stdout.")] = False,
+) -> None:
+    """List the prompt samplers (built in and from plugins) with their parameters."""
+    from .samplers import list_samplers
+
+    found = list_samplers()
+    if json_output:
+        print_json([{"name": s.name, "params": s.params, "description": s.description} for s in found])
+        return
+    table = Table("name", "parameters", "description", title="prompt samplers")
+    for s in found:
+        table.add_row(s.name, ", ".join(f"{k}={v}" for k, v in s.params.items()) or "-", s.description)
+    out_console().print(table)
+
+
+def out_console():
+    from .console import out
+
+    return out
+
+
 def main() -> None:
     app()

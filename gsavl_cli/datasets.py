@@ -271,3 +271,36 @@ def discover(
         keep = read_subset(subset_file)
         clips = [c for c in clips if vggsound_key(c.clip_id) in keep]
     return layout, clips
+
+
+NAMED_DATASETS = {
+    "vggsound10k": "VGGSound-10K training clips (EZ-VSL's vggss_10k list)",
+    "vggsound144k": "VGGSound-144K training clips",
+    "avsbench-s4": "AVSBench-object S4 (train/val/test)",
+    "vggss": "VGG-Sound Source test clips with boxes",
+}
+
+
+def data_dir() -> Path:
+    """Where named datasets' HDF5 files live: $GSAVL_DATA, else ~/.cache/gsavl/data."""
+    import os
+
+    return Path(os.environ.get("GSAVL_DATA", Path.home() / ".cache" / "gsavl" / "data"))
+
+
+def resolve_dataset(name_or_path: str) -> Path:
+    """An HDF5 path as given, or a named dataset made earlier by `gsavl preprocess`."""
+    path = Path(name_or_path)
+    if path.suffix in (".h5", ".hdf5") or path.exists():
+        if not path.exists():
+            raise UsageError(f"no such data file: {path}", hint="make it with `gsavl preprocess SOURCE -o FILE.h5`")
+        return path
+    if name_or_path not in NAMED_DATASETS:
+        raise UsageError(f"unknown dataset {name_or_path!r}", hint=f"pass an HDF5 file or one of: {', '.join(NAMED_DATASETS)}")
+    target = data_dir() / f"{name_or_path}.h5"
+    if not target.exists():
+        raise UsageError(
+            f"dataset {name_or_path} has not been preprocessed: {target} is missing",
+            hint=f"run `gsavl preprocess SOURCE -o {target}` (see docs/data.md)",
+        )
+    return target

@@ -1,0 +1,85 @@
+"""A static HTML report: one row per clip with frame, heatmap + points, mask, truth and IoU.
+
+The table sorts by any column in the browser (a few lines of inline JavaScript), so
+the worst clips are one click away.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .media import write_atomic, write_png
+from .visual import colourise, overlay, thumbnail
+
+
+class ReportWriter:
+    """Collects thumbnails during evaluation (`keep` callback), writes `report.html` at the end."""
+
+    def __init__(self, folder: Path, map_name: str, sampler: str | None, height: int = 128) -> None:
+        self.folder, self.map_name, self.sampler, self.height = Path(folder), map_name, sampler, height
+        (self.folder / "thumbs").mkdir(parents=True, exist_ok=True)
+        self.entries: list[dict[str, Any]] = []
+
+    def __call__(self, clip_id: str, visuals: dict[str, Any]) -> None:
+        frame, gt = visuals["frame"], visuals["gt"]
+        heat = visuals["heatmaps"].get(self.map_name)
+        if heat is None:
+            return
+        mask, prompts, iou = visuals["results"].get((self.map_name, self.sampler), (None, None, float("nan")))
+        if self.sampler is None:
+            mask = heat >= np.sort(heat.ravel())[int(0.5 * heat.size)]
+        stem = f"{len(self.entries):05d}"
+        panels = {
+            "frame": frame,
+            "heatmap": overlay(frame, heat, None, None if prompts is None else prompts.points, None if prompts is None else prompts.labels),
+            "mask": overlay(frame, None, mask, mask_colour=(0, 255, 0)) if mask is not None else colourise(heat),
+            "truth": overlay(frame, None, gt, mask_colour=(255, 0, 255)),
+        }
+        for name, image in panels.items():
+            write_png(self.folder / "thumbs" / f"{stem}_{name}.png", thumbnail(image, self.height))
+        self.entries.append({"clip": clip_id, "stem": stem, "iou": iou})
+
+    def write(self, title: str, summary: dict[str, Any]) -> Path:
+        rows = "\n".join(self._row(e) for e in self.entries)
+        facts = " · ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items() if v is not None)
+        page = _PAGE.format(title=html.escape(title), facts=html.escape(facts), rows=rows)
+        path = self.folder / "report.html"
+        write_atomic(path, page.encode("utf-8"))
+        return path
+
+    def _row(self, entry: dict[str, Any]) -> str:
+        iou = entry["iou"]
+        cells = "".join(f'<td><img src="thumbs/{entry["stem"]}_{n}.png" loading="lazy"></td>' for n in ("frame", "heatmap", "mask", "truth"))
+        value = "" if iou is None or math.isnan(iou) else f"{iou:.4f}"
+        return f'<tr><td>{html.escape(entry["clip"])}</td>{cells}<td data-v="{value or -1}">{value}</td></tr>'
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
+td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:middle}}
+th{{cursor:pointer;background:#f4f4f4;position:sticky;top:0}} img{{display:block}}
+</style></head><body>
+<h1>{title}</h1><p>{facts}</p>
+<p>Click a column header to sort (IoU ascending shows the failures first).</p>
+<table id="t"><thead><tr><th>clip</th><th>frame</th><th>heatmap + prompts</th><th>predicted mask</th>
+<th>ground truth</th><th>IoU</th></tr></thead><tbody>
+{rows}
+</tbody></table>
+<script>
+document.querySelectorAll('#t th').forEach((th, col) => th.onclick = () => {{
+  const body = document.querySelector('#t tbody');
+  const rows = [...body.rows];
+  const up = th.dataset.dir !== 'up'; th.dataset.dir = up ? 'up' : 'down';
+  const key = r => r.cells[col].dataset.v !== undefined ? parseFloat(r.cells[col].dataset.v) : r.cells[col].textContent;
+  rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1));
+  rows.forEach(r => body.appendChild(r));
+}});
+</script></body></html>
+"""

@@ -1,0 +1,253 @@
+"""Self-supervised training of the localizer: one process, or DDP under torchrun.
+
+Every epoch: train, validate (heatmap cIoU/AUC when the validation data has
+annotations), write `last.pt` and, when validation improved, `best.pt`. `last.pt`
+holds the optimizer and RNG states, so `--resume` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .data import AudioVisualClips, collate
+from .errors import GsavlError, UsageError
+from .evaluate import heatmap_metrics, validation_ids
+from .features import train_transform
+from .model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
+from .store import open_store
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    model: ModelConfig = field(default_factory=ModelConfig)
+    val: Path | None = None
+    split: str = "train"
+    val_split: str | None = None  # None: the first of test/val found in the validation file
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-4
+    seed: int = 123
+    workers: int = 2
+    patience: int | None = None
+    resume: bool = False
+    device: str = "cpu"
+    pretrained: bool = True
+    vggish_checkpoint: Path | None = None
+    resnet_checkpoint: Path | None = None
+    max_steps: int | None = None  # per epoch; for smoke tests and benchmarks
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model"] = self.model.to_dict()
+        return json.loads(json.dumps(data, default=str))
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    samples_per_s: float
+    data_wait_share: float
+    seconds: float
+    val: dict[str, Any] | None = None
+    best: bool = False
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun; (0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str) -> tuple[int, int, str]:
+    """Joins the torchrun process group when WORLD_SIZE > 1; picks this rank's GPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or dist.is_initialized():
+        return (*_distributed(), device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _check_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to {out}: {exc.strerror}", hint="choose another --out folder") from None
+
+
+def _train_ids(path: Path, split: str) -> list[str]:
+    with open_store(path) as store:
+        ids = store.split_ids(split)
+        splits = sorted({str(store.meta(i).get("split")) for i in store.ids})
+    if not ids:
+        raise UsageError(f"{path} has no clips in split {split!r} (it has: {', '.join(splits)})", hint="pass --split all or another split")
+    return ids
+
+
+def _loader(dataset: AudioVisualClips, cfg: TrainConfig, generator: torch.Generator, world: int, rank: int) -> DataLoader:
+    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed, drop_last=True) if world > 1 else None
+    per_rank = max(1, cfg.batch_size // world)
+    return DataLoader(
+        dataset,
+        batch_size=min(per_rank, len(dataset)),
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        pin_memory=cfg.device.startswith("cuda"),
+        persistent_workers=cfg.workers > 0,
+        generator=generator,
+    )
+
+
+def _autocast(device: str) -> torch.autocast:
+    """bf16 on CUDA only: on the CPU it is many times slower (see docs/performance.md)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+
+
+def _train_epoch(model, loader, optimizer, cfg: TrainConfig, on_step: Callable[[int, float], None] | None) -> tuple[float, int, float, float]:
+    module = model.module if isinstance(model, DistributedDataParallel) else model
+    model.train()
+    total, count, waited = 0.0, 0, 0.0
+    start = tick = time.perf_counter()
+    for step, batch in enumerate(loader):
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+        waited += time.perf_counter() - tick
+        images = batch["images"].to(cfg.device, non_blocking=True)
+        audio = batch["audio"].to(cfg.device, non_blocking=True)
+        lengths = batch["lengths"].to(cfg.device, non_blocking=True)
+        if cfg.device.startswith("cuda"):
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(cfg.device):
+            img_maps, aud = model(images, audio, lengths)
+            loss, _ = module.loss(img_maps.float(), aud.float())
+        if not torch.isfinite(loss):
+            raise GsavlError(f"the loss became {loss.item()} at step {step}", hint="lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(images)
+        count += len(images)
+        if on_step is not None:
+            on_step(len(images), loss.item())
+        tick = time.perf_counter()
+    seconds = time.perf_counter() - start
+    return total / max(count, 1), count, seconds, waited / max(seconds, 1e-9)
+
+
+def _resume_state(cfg: TrainConfig, model, optimizer, generator: torch.Generator) -> dict[str, Any]:
+    last = cfg.out / "last.pt"
+    if not last.exists():
+        raise UsageError(f"--resume: {last} does not exist", hint="train without --resume first")
+    loaded = load_checkpoint(last, map_location="cpu")
+    if loaded.config.to_dict() != cfg.model.to_dict():
+        raise UsageError(f"--resume: {last} was trained with another model configuration", hint="use the same --model options or a new --out")
+    model.load_state_dict(loaded.localizer.state_dict())
+    state = loaded.extra
+    if "optimizer" in loaded.raw:
+        optimizer.load_state_dict(loaded.raw["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    generator.set_state(state["loader_rng"])
+    return state
+
+
+def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = None,
+          on_step_factory: Callable[[int, int], Callable[[int, float], None] | None] | None = None) -> Path:
+    """Trains and returns the path of the checkpoint to use (best.pt, else last.pt)."""
+    rank, world, cfg.device = init_distributed(cfg.device)
+    if rank == 0:
+        _check_out(cfg.out)
+    generator = _seed_everything(cfg.seed)
+    dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split), cfg.model.audio_encoder, train_transform(cfg.model.image_size))
+    if len(dataset) < 2:
+        raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
+    val_ids = validation_ids(cfg.val, cfg.val_split) if cfg.val is not None else []
+    model = build_localizer(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint, resnet_checkpoint=cfg.resnet_checkpoint).to(cfg.device)
+    if cfg.device.startswith("cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    state = {"epoch": 0, "best": -math.inf, "bad_epochs": 0}
+    if cfg.resume:
+        state.update(_resume_state(cfg, model, optimizer, generator))
+    wrapped = DistributedDataParallel(model) if world > 1 else model
+    loader = _loader(dataset, cfg, generator, world, rank)
+    if rank == 0:
+        (cfg.out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+    for epoch in range(int(state["epoch"]) + 1, cfg.epochs + 1):
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        on_step = on_step_factory(epoch, len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps)) if on_step_factory and rank == 0 else None
+        loss, count, seconds, wait_share = _train_epoch(wrapped, loader, optimizer, cfg, on_step)
+        log = EpochLog(epoch, loss, count * world / max(seconds, 1e-9), wait_share, seconds)
+        if rank == 0:
+            if val_ids:
+                log.val = heatmap_metrics(model, cfg.val, val_ids, cfg.device)
+                score = log.val["ciou"]
+                log.best = score > state["best"]
+                state["bad_epochs"] = 0 if log.best else int(state["bad_epochs"]) + 1
+                state["best"] = max(float(state["best"]), score)
+            _save(cfg, model, optimizer, generator, epoch, state, log)
+            if on_epoch is not None:
+                on_epoch(log)
+        if world > 1:
+            stop = torch.tensor([_should_stop(cfg, state)], dtype=torch.int32)
+            dist.broadcast(stop, 0)
+            if stop.item():
+                break
+        elif _should_stop(cfg, state):
+            break
+    best = cfg.out / "best.pt"
+    return best if best.exists() else cfg.out / "last.pt"
+
+
+def _should_stop(cfg: TrainConfig, state: dict[str, Any]) -> bool:
+    return cfg.patience is not None and int(state["bad_epochs"]) >= cfg.patience
+
+
+def _save(cfg: TrainConfig, model, optimizer, generator, epoch: int, state: dict[str, Any], log: EpochLog) -> None:
+    extra = {
+        "epoch": epoch,
+        "best": float(state["best"]),
+        "bad_epochs": int(state["bad_epochs"]),
+        "torch_rng": torch.get_rng_state(),
+        "loader_rng": generator.get_state(),
+        "val": log.val or {},
+    }
+    save_checkpoint(cfg.out / "last.pt", model, cfg.model, extra=extra, optimizer_state=optimizer.state_dict())
+    if log.best:
+        save_checkpoint(cfg.out / "best.pt", model, cfg.model, extra={k: v for k, v in extra.items() if "rng" not in k})
+    with (cfg.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(asdict(log)) + "\n")
