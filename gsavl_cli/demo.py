@@ -1,0 +1,146 @@
+"""`gsavl demo`: the whole pipeline on the synthetic world, offline, in a few minutes.
+
+It goes through the real subcommands' library functions: render -> preprocess ->
+train -> eval (trained, untrained, centre prior) -> localize. No pretrained weights
+can be assumed offline, so the encoders start from random weights; SAM is used when
+its weights are found, else the labelled threshold segmenter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics
+from .datasets import discover
+from .errors import WeightsError
+from .evaluate import SamplerChoice, ground_truth, heatmap_row, validation_ids
+from .evaluation_run import run_evaluation
+from .localize_run import LocalizeOptions, localize_clips
+from .model import build_localizer, config_from_preset, save_checkpoint
+from .pipeline import make_segmenter
+from .preprocess import make_settings, run_preprocess
+from .store import open_store
+from .synthetic import WorldConfig, render_world
+from .train import TrainConfig, train
+
+
+@dataclass
+class DemoConfig:
+    n_train: int = 48
+    n_test: int = 12
+    epochs: int = 12
+    batch_size: int = 16
+    vggish_seconds: float = 0.96  # one log-mel example per clip keeps CPU training short
+    seed: int = 0
+
+
+def _segmenter_kind(sam_model: str, sam_checkpoint: Path | None, device: str) -> str:
+    """SAM when its weights are at hand (never downloads here), else the threshold baseline."""
+    import os
+
+    previous = os.environ.get("GSAVL_OFFLINE")
+    os.environ["GSAVL_OFFLINE"] = "1"
+    try:
+        make_segmenter("sam", device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
+        return "sam"
+    except WeightsError:
+        return "threshold"
+    finally:
+        if previous is None:
+            os.environ.pop("GSAVL_OFFLINE", None)
+        else:
+            os.environ["GSAVL_OFFLINE"] = previous
+
+
+def centre_prior_metrics(data: Path, ids: list[str]) -> dict[str, Any]:
+    """The model-free baseline: a centred disc over half the frame."""
+    rows = []
+    with open_store(data) as store:
+        for clip_id in ids:
+            item = store.read(clip_id, ("first_frame", "masks", "mask_frames", "boxes"))
+            size = item["first_frame"].shape[:2]
+            rows.append(heatmap_row(torch.from_numpy(metrics.centre_prior(*size)), ground_truth(item, size)))
+    return metrics.summarize(rows)
+
+
+def _headline(summary: dict[str, Any], sampler: str | None) -> dict[str, Any]:
+    """The av-map heatmap row plus the chosen sampler's mask row."""
+    results = summary["results"]
+    heat = next(r for r in results if r["sampler"] is None)
+    mask = next((r for r in results if r["sampler"] == sampler), heat)
+    return {"pointing_game": heat["pointing_game"], "ciou": heat["ciou"], "heatmap_miou": heat["miou"],
+            "miou": mask["miou"], "fscore": mask["fscore"], "segmenter": mask["segmenter"], "sampler": mask["sampler"]}
+
+
+def run_demo(
+    folder: Path,
+    config: DemoConfig,
+    *,
+    device: str,
+    sam_model: str,
+    sam_checkpoint: Path | None,
+    progress: Callable[..., Any],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    say("1/6 rendering the synthetic audio-visual world")
+    world = folder / "world"
+    render_world(world, WorldConfig(n_train=config.n_train, n_val=0, n_test=config.n_test, seed=config.seed))
+    say("2/6 preprocess -> world.h5")
+    data = folder / "world.h5"
+    layout, clips = discover(world, "avsbench-s4")
+    result = run_preprocess(clips, data, make_settings(layout, vggish_seconds=config.vggish_seconds), workers=1, overwrite=True)
+    if result.failed:
+        raise RuntimeError(f"demo preprocessing failed: {result.failed[0].reason}")
+    say("3/6 train (gsavl preset, random-init encoders: no pretrained weights offline)")
+    model_config = config_from_preset("gsavl", freeze_audio=True)
+    torch.manual_seed(config.seed)
+    untrained = folder / "untrained.pt"
+    save_checkpoint(untrained, build_localizer(model_config, pretrained=False), model_config)
+    run = folder / "run"
+    cfg = TrainConfig(data=data, out=run, model=model_config, val=data, val_split="test", split="train",
+                      epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, workers=0,
+                      device=device, pretrained=False)
+    with progress() as bar:
+        task = bar.add_task("train", total=config.epochs, rate="")
+        checkpoint = train(cfg, on_epoch=lambda log: bar.update(task, advance=1, rate=f"loss {log.loss:.3f}"))
+    segmenter = _segmenter_kind(sam_model, sam_checkpoint, device)
+    say(f"4/6 eval on the test clips with the {segmenter} segmenter" + ("" if segmenter == "sam" else " (no SAM weights found)"))
+    common = dict(data=data, split="test", maps=("av",), samplers=[SamplerChoice("prob")], segmenter=segmenter,
+                  sam_model=sam_model, sam_checkpoint=sam_checkpoint, mask_choice="single", cascade_rounds=1,
+                  cascade_threshold=0.3, negatives=0, alpha=0.4, batch_size=8, limit=None, embedding_cache=None,
+                  prior_checkpoint=None, device=device, seed=config.seed, progress=progress)
+    trained_eval = run_evaluation(checkpoint=checkpoint, out=folder / "eval", report=True, **common)
+    say("5/6 the same evaluation for the untrained model and the centre prior")
+    untrained_eval = run_evaluation(checkpoint=untrained, out=folder / "eval_untrained", report=False, **common)
+    centre = centre_prior_metrics(data, validation_ids(data, "test"))
+    say("6/6 localize one test clip")
+    test_clip = next(c for c in clips if c.split == "test")
+    outputs = {"mask": folder / "mask.png", "overlay": folder / "overlay.png", "heatmap": folder / "heatmap.png",
+               "json": folder / "localize.json", "report": folder / "eval" / "report.html", "checkpoint": checkpoint,
+               "metrics": folder / "eval" / "metrics.json"}
+    options = LocalizeOptions(checkpoint=checkpoint, time=None, map_name="av", samplers=[SamplerChoice("prob")], negatives=0,
+                              segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint, mask_choice="single",
+                              cascade_rounds=1, alpha=0.4, prior_checkpoint=None, device=device, seed=config.seed)
+    localize_clips([test_clip.video], options, output=outputs["mask"], out_dir=None, overlay=outputs["overlay"],
+                   heatmap=outputs["heatmap"], json_file=outputs["json"], progress=progress)
+    return {
+        "segmenter": segmenter,
+        "trained": _headline(trained_eval, "prob"),
+        "untrained": _headline(untrained_eval, "prob"),
+        "centre_prior": {"pointing_game": centre["pointing_game"], "ciou": centre["ciou"], "miou": centre["miou"], "fscore": centre["fscore"]},
+        "outputs": {k: str(v) for k, v in outputs.items()},
+    }
+
+
+def chance_pointing(data: Path, ids: list[str]) -> float:
+    """Expected pointing-game hit rate of a uniformly random point: the mean mask area fraction."""
+    with open_store(data) as store:
+        fractions = [float(np.mean(ground_truth(store.read(i, ("first_frame", "masks", "mask_frames")), store.read(i, ("first_frame",))["first_frame"].shape[:2]))) for i in ids]
+    return float(np.mean(fractions))

@@ -1,0 +1,260 @@
+"""The one resolver for pretrained weights (SAM, VGGish, ImageNet ResNet-18).
+
+Order: an explicit path > the cache > a download that is checksummed before it is
+renamed into the cache. The cache is `$GSAVL_CACHE`, else torch hub's own
+`checkpoints` folder (`$TORCH_HOME/hub/checkpoints`), so files that torchvision or
+torch hub already downloaded are found. Offline (`GSAVL_OFFLINE=1` or no network) a
+missing file is a `WeightsError` that names the file, its URL and where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import numpy as np
+import torch
+from torchvggish.torchvggish import VGGISH_WEIGHTS
+from torchvision.models import ResNet18_Weights
+
+from gsavl_cli.errors import UsageError, WeightsError
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Where one pretrained file comes from and how to check it."""
+
+    name: str
+    filename: str
+    url: str
+    sha256: str | None
+    size: int | None
+    description: str
+
+
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_RESNET18 = ResNet18_Weights.IMAGENET1K_V1.url
+
+
+def _sam(variant: str, filename: str, size: int, sha256: str) -> WeightSpec:
+    return WeightSpec(
+        f"sam_{variant}", filename, _SAM_URL + filename, sha256, size, f"SAM {variant}"
+    )
+
+
+WEIGHTS: dict[str, WeightSpec] = {
+    spec.name: spec
+    for spec in (
+        _sam(
+            "vit_h",
+            "sam_vit_h_4b8939.pth",
+            2_564_550_879,
+            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        ),
+        _sam(
+            "vit_l",
+            "sam_vit_l_0b3195.pth",
+            1_249_524_607,
+            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        ),
+        _sam(
+            "vit_b",
+            "sam_vit_b_01ec64.pth",
+            375_042_383,
+            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        ),
+        WeightSpec(
+            "vggish", VGGISH_WEIGHTS.rsplit("/", 1)[1], VGGISH_WEIGHTS, None, None, "VGGish"
+        ),
+        WeightSpec(
+            "resnet18_imagenet",
+            _RESNET18.rsplit("/", 1)[1],
+            _RESNET18,
+            None,
+            None,
+            "ResNet-18 ImageNet",
+        ),
+    )
+}
+
+# The CLI option that takes each file's path, for the hint of a missing file.
+_OPTIONS = {
+    "sam_vit_h": "--sam-checkpoint",
+    "sam_vit_l": "--sam-checkpoint",
+    "sam_vit_b": "--sam-checkpoint",
+    "vggish": "--vggish-checkpoint",
+    "resnet18_imagenet": "--resnet-checkpoint",
+}
+
+# torch hub's convention: `name-<sha256 prefix>.ext`.
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+
+# Original GSAVL / EZ-VSL checkpoints store validation scores as NumPy scalars; these
+# are plain data, so they may be unpickled under `weights_only=True`. The reconstructor
+# is named `numpy.core...` in files from NumPy 1 and `numpy._core...` from NumPy 2.
+_SCALAR = np.float64(0).__reduce__()[0]
+_NUMPY_SCALARS: list[Any] = [
+    (_SCALAR, "numpy.core.multiarray.scalar"),
+    (_SCALAR, "numpy._core.multiarray.scalar"),
+    np.dtype,
+    *(type(np.dtype(kind)) for kind in ("float64", "float32", "int64", "int32", "bool")),
+]
+
+
+def cache_dir() -> Path:
+    """`$GSAVL_CACHE`, else torch hub's checkpoint folder (follows `$TORCH_HOME`)."""
+    override = os.environ.get("GSAVL_CACHE")
+    if override:
+        return Path(override).expanduser()
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weight_spec(name: str) -> WeightSpec:
+    """The spec registered as `name`; unknown names list the known ones."""
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown pretrained weights {name!r}",
+            hint=f"known weights: {', '.join(WEIGHTS)}",
+        ) from None
+
+
+def expected_sha256(spec: WeightSpec) -> str | None:
+    """The full sha256 when known, else the prefix in the file name (as torch hub checks)."""
+    if spec.sha256:
+        return spec.sha256
+    match = _HASH_IN_NAME.search(spec.filename)
+    return match.group(1) if match else None
+
+
+def resolve_weights(
+    name: str,
+    explicit: Path | None = None,
+    *,
+    download: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Path of the weights `name`: explicit path > cache > verified download."""
+    spec = weight_spec(name)
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise WeightsError(
+                f"{spec.description} weights not found: {path}",
+                hint=f"check the path given with {_option(name)}, or leave it out to use "
+                f"{cache_dir() / spec.filename}",
+            )
+        return path
+    target = cache_dir() / spec.filename
+    if target.is_file() and _size_ok(spec, target):
+        return target
+    if not download or _offline():
+        raise _missing(spec, target)
+    _download(spec, target, progress)
+    return target
+
+
+def torch_load(path: Path) -> Any:
+    """`torch.load(weights_only=True)` on CPU; a file torch cannot read is a WeightsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"file not found: {path}", hint="check the path")
+    try:
+        with torch.serialization.safe_globals(_NUMPY_SCALARS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for a file that is not its own
+        raise WeightsError(
+            f"not a valid PyTorch checkpoint: {path} ({type(exc).__name__})",
+            hint="the file is truncated, corrupt or of another kind: delete it and download "
+            "it again, or pass the right file",
+        ) from exc
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, unwrapped from a `model`/`state_dict` entry if any."""
+    obj = torch_load(path)
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(
+        isinstance(value, torch.Tensor) for value in obj.values()
+    ):
+        raise WeightsError(
+            f"no state dict of tensors in {path}",
+            hint="pass a weights file (a saved state_dict), not another kind of object",
+        )
+    return obj
+
+
+def _option(name: str) -> str:
+    return _OPTIONS.get(name, "--checkpoint")
+
+
+def _offline() -> bool:
+    return os.environ.get("GSAVL_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _size_ok(spec: WeightSpec, path: Path) -> bool:
+    return spec.size is None or path.stat().st_size == spec.size
+
+
+def _missing(spec: WeightSpec, target: Path, reason: str | None = None) -> WeightsError:
+    because = f" ({reason})" if reason else ""
+    if target.is_file():
+        what = f"{spec.description} weights incomplete: {spec.filename} has "
+        what += f"{target.stat().st_size} bytes, expected {spec.size}{because}"
+    else:
+        what = f"{spec.description} weights not found: {spec.filename}{because}"
+    return WeightsError(
+        what,
+        hint=f"download {spec.url} and put it in {target.parent}/ "
+        f"or pass {_option(spec.name)} PATH",
+    )
+
+
+def _download(spec: WeightSpec, target: Path, progress: bool) -> None:
+    """Download into a temp file next to `target`, verify it, then rename atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    partial = Path(name)
+    try:
+        try:
+            torch.hub.download_url_to_file(spec.url, str(partial), progress=progress)
+        except (URLError, OSError) as exc:  # HTTPError is a URLError
+            raise _missing(spec, target, reason=f"download failed: {exc}") from exc
+        _verify(spec, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _verify(spec: WeightSpec, path: Path) -> None:
+    expected = expected_sha256(spec)
+    if expected is None:
+        return
+    digest = _sha256(path)
+    if not digest.startswith(expected):
+        raise WeightsError(
+            f"checksum mismatch for downloaded {spec.filename}: sha256 {digest[:16]}..., "
+            f"expected {expected[:16]}...; the file was deleted",
+            hint=f"try again; if it persists download {spec.url} yourself and pass "
+            f"{_option(spec.name)} PATH",
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

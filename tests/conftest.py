@@ -1,0 +1,35 @@
+"""Shared fixtures: a small synthetic world rendered once, and a tiny-clip factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from gsavl_cli.synthetic import RenderedClip, SyntheticClip, WorldConfig, render_clip, render_world
+
+
+class World(NamedTuple):
+    root: Path
+    config: WorldConfig
+    clips: list[SyntheticClip]
+
+
+@pytest.fixture(scope="session")
+def synthetic_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A small AVSBench-S4-layout world (8 train, 2 val, 4 test clips), rendered once per session."""
+    root = tmp_path_factory.mktemp("world")
+    config = WorldConfig(n_train=8, n_val=2, n_test=4, n_classes=4, seed=0)
+    return World(root, config, render_world(root, config))
+
+
+@pytest.fixture
+def tiny_clip(tmp_path: Path) -> Callable[..., RenderedClip]:
+    """Factory: `tiny_clip("name.mp4", seconds=1.0, audio=False, ...)` renders into tmp_path."""
+
+    def make(name: str = "clip.mp4", **options) -> RenderedClip:
+        return render_clip(tmp_path / name, **options)
+
+    return make
