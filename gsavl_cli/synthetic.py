@@ -145,7 +145,7 @@ def class_sound(
     """The sound of a class: its signal with a random level and pitch jitter, plus a little noise."""
     spec = _spec(category)
     t = np.arange(round(seconds * sample_rate)) / sample_rate
-    frequency = spec.frequency * rng.uniform(0.98, 1.02)
+    frequency = spec.frequency * rng.uniform(0.99, 1.01)
     signal = _SOUNDS[spec.sound](t + rng.uniform(0, 1), frequency, rng)
     noisy = rng.uniform(0.4, 0.7) * signal + rng.normal(0, 0.01, t.shape)
     return np.clip(noisy, -1, 1).astype(np.float32)

@@ -1,0 +1,187 @@
+"""The `gsavl` command end to end on the synthetic world: preprocess, inspect, train, eval, localize."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gsavl_cli import metrics
+from gsavl_cli.cli import app
+from gsavl_cli.evaluate import ground_truth
+from gsavl_cli.media import read_image
+from gsavl_cli.segment import build_tiny_sam
+from gsavl_cli.store import open_store
+
+runner = CliRunner()
+
+
+def gsavl(*args: str, code: int = 0):
+    result = runner.invoke(app, ["-q", *map(str, args)])
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    return result
+
+
+@pytest.fixture(scope="module")
+def world_h5(synthetic_world, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("h5") / "world.h5"
+    result = gsavl("preprocess", synthetic_world.root, "-o", out, "--workers", "1", "--json")
+    summary = json.loads(result.stdout)
+    n = len(synthetic_world.clips)
+    assert summary == {"output": str(out), "written": n, "skipped": 0, "failed": []}
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoint(world_h5, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    gsavl("train", "--dataset", world_h5, "--out", run, "--no-pretrained", "--epochs", "1", "--batch-size", "4",
+          "--max-steps", "1", "--workers", "0", "--val", world_h5)
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "config.json"):
+        assert (run / name).exists(), name
+    return run / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def tiny_sam_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
+    torch.save(build_tiny_sam().state_dict(), path)
+    return path
+
+
+@pytest.fixture()
+def prior_weights(tmp_path, monkeypatch):
+    """A random ResNet-18 saved where the resolver looks for the ImageNet file."""
+    import torchvision
+
+    monkeypatch.setenv("GSAVL_CACHE", str(tmp_path))
+    monkeypatch.setenv("GSAVL_OFFLINE", "1")
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18-f37072fd.pth")
+
+
+def test_preprocess_is_resumable_and_inspect_lists_arrays(world_h5, synthetic_world, tmp_path):
+    again = json.loads(gsavl("preprocess", synthetic_world.root, "-o", world_h5, "--workers", "1", "--json").stdout)
+    assert again["written"] == 0 and again["skipped"] == len(synthetic_world.clips)
+    info = json.loads(gsavl("inspect", world_h5, "--json", "--clips", "-1").stdout)
+    assert info["clips"] == len(synthetic_world.clips) and info["settings"]["layout"] == "avsbench-s4"
+    test_clip = next(d for d in info["details"] if d["meta"]["split"] == "test")
+    assert test_clip["arrays"]["masks"]["shape"] == [5, 120, 160]
+    assert test_clip["arrays"]["vggish"]["shape"] == [5, 96, 64]
+    assert test_clip["arrays"]["frames"]["shape"] == [5, 120, 160, 3]
+
+
+def test_preprocess_reports_failures(tmp_path, tiny_clip):
+    tiny_clip("good clip.mp4")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00garbage" * 100)
+    result = runner.invoke(app, ["-q", "preprocess", str(tmp_path), "-o", str(tmp_path / "o.h5"), "--workers", "2", "--json"])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["written"] == 1 and len(summary["failed"]) == 1
+    assert summary["failed"][0]["source"].endswith("broken.mp4") and summary["failed"][0]["reason"]
+    assert open_store(tmp_path / "o.h5").ids == ["good clip"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["preprocess", "/nonexistent/dir"], "no such file"),
+        (["train", "--dataset", "/nonexistent.h5", "--no-pretrained"], "no such data file"),
+        (["train", "--dataset", "imagenet"], "unknown dataset"),
+        (["localize", "/nonexistent.mp4", "--checkpoint", "x.pt"], "no such file"),
+        (["samplers", "--json", "--bogus"], None),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_2(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    if message:
+        assert message in result.output
+
+
+def test_train_rejects_wrong_features_and_unwritable_out(world_h5, tmp_path):
+    result = runner.invoke(app, ["train", "--dataset", str(world_h5), "--out", "/proc/nope", "--no-pretrained"])
+    assert result.exit_code == 2 and "cannot write" in result.output
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["eval", "--dataset", str(world_h5), "--checkpoint", str(bogus), "--segmenter", "threshold", "--map", "av"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_eval_threshold_matches_direct_computation(world_h5, checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    result = gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", out, "--segmenter", "threshold",
+                   "--map", "av", "--sampler", "naive,prob", "--json", "--report")
+    summary = json.loads(result.stdout)
+    assert json.loads((out / "metrics.json").read_text()) == summary
+    assert (out / "report.html").exists() and "<table" in (out / "report.html").read_text()
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    heat_rows = [r for r in rows if r["sampler"] == ""]
+    assert len(heat_rows) == summary["settings"]["n_clips"] == 4
+    heat = next(r for r in summary["results"] if r["sampler"] is None)
+    assert heat["miou"] == pytest.approx(np.mean([float(r["iou"]) for r in heat_rows]), abs=1e-9)
+    # the threshold segmenter's mask is the median-thresholded heatmap: same IoU as the heatmap row
+    thr = next(r for r in summary["results"] if r["sampler"] == "naive")
+    assert thr["segmenter"] == "threshold" and thr["miou"] == pytest.approx(heat["miou"], abs=1e-9)
+    # an independent computation of one clip's heatmap IoU
+    from gsavl_cli.pipeline import batch_heatmaps, load_models
+
+    models = load_models(checkpoint, "cpu", ("av",))
+    first = heat_rows[0]
+    with open_store(world_h5) as store:
+        item = store.read(first["clip"], ("first_frame", "vggish", "masks", "mask_frames"))
+    hm = batch_heatmaps(models, [item["first_frame"]], [torch.from_numpy(item["vggish"])], ("av",))["av"][0].numpy()
+    gt = ground_truth(item, hm.shape)
+    assert float(first["iou"]) == pytest.approx(metrics.mask_iou(hm >= np.sort(hm.ravel())[hm.size // 2], gt), abs=1e-6)
+
+
+def test_eval_with_tiny_sam_reuses_embeddings(world_h5, checkpoint, tiny_sam_file, prior_weights, tmp_path):
+    out = tmp_path / "eval"
+    cache = tmp_path / "emb.h5"
+    args = ["eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", out, "--segmenter", "sam",
+            "--sam-model", "tiny", "--sam-checkpoint", tiny_sam_file, "--map", "av,avobj", "--sampler", "naive,grid,prob",
+            "--embedding-cache", cache, "--json"]
+    first = json.loads(gsavl(*args).stdout)
+    assert first["timings"]["image_encoder_calls"] == 4  # 4 frames, 2 maps x 3 samplers: one encoder pass each
+    assert {(r["map"], r["sampler"]) for r in first["results"]} >= {("avobj", "prob"), ("av", "grid")}
+    second = json.loads(gsavl(*args).stdout)
+    assert second["timings"]["image_encoder_calls"] == 0  # all from the cache
+    assert [r["miou"] for r in second["results"]] == pytest.approx([r["miou"] for r in first["results"]], abs=1e-3)
+
+
+def test_localize_writes_every_output(synthetic_world, checkpoint, tiny_sam_file, tmp_path):
+    clip = next(c for c in synthetic_world.clips if c.split == "test")
+    mask, overlay, heat, report = (tmp_path / n for n in ("mask.png", "overlay.png", "heat.png", "r.json"))
+    gsavl("localize", clip.video, "--checkpoint", checkpoint, "--map", "av", "--sampler", "prob", "--sam-model", "tiny",
+          "--sam-checkpoint", tiny_sam_file, "-o", mask, "--overlay", overlay, "--heatmap", heat, "--json", report)
+    written = read_image(mask, mode="GRAY")
+    assert written.shape == clip.frames.shape[1:3] and set(np.unique(written)) <= {0, 255}
+    assert read_image(overlay).shape == clip.frames.shape[1:]
+    data = json.loads(report.read_text())
+    assert len(data["points"]) == 3 and data["labels"] == [1, 1, 1] and data["segmenter"] == "sam"
+    assert data["mask_area"] == int((written > 0).sum()) and set(data["timings"]) >= {"image_encoder_s", "heatmap_s"}
+
+
+def test_localize_bad_inputs(synthetic_world, checkpoint, tiny_clip, tmp_path):
+    silent = tiny_clip("silent.mp4", audio=False)
+    result = runner.invoke(app, ["localize", str(silent.path), "--checkpoint", str(checkpoint), "--map", "av", "--segmenter", "threshold"])
+    assert result.exit_code == 2 and "no audio" in result.output
+    clip = next(c for c in synthetic_world.clips if c.split == "test")
+    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(checkpoint), "--map", "av", "--segmenter", "threshold", "--time", "99"])
+    assert result.exit_code == 2 and "outside" in result.output
+    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(tmp_path / "none.pt"), "--segmenter", "threshold"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(checkpoint), "--sampler", "nope", "--segmenter", "threshold"])
+    assert result.exit_code == 2 and "prob" in result.output  # lists the known samplers
+
+
+def test_samplers_listing():
+    listed = json.loads(gsavl("samplers", "--json").stdout)
+    names = {s["name"]: s for s in listed}
+    assert {"naive", "grid", "prob", "peaks"} <= set(names)
+    assert names["prob"]["params"] == {"p": 0.01, "n": 3} and names["grid"]["params"] == {"dist": 10}
