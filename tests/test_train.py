@@ -1,0 +1,114 @@
+"""Training loop: exact resume, DDP on 2 gloo processes, early stopping, bad inputs.
+
+DDP keeps parameters identical across ranks; BatchNorm running statistics stay per rank
+(PyTorch's default), and rank 0's are the ones saved.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from gsavl_cli.datasets import discover
+from gsavl_cli.errors import UsageError
+from gsavl_cli.model import config_from_preset, load_checkpoint
+from gsavl_cli.preprocess import make_settings, run_preprocess
+from gsavl_cli.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def small_h5(synthetic_world, tmp_path_factory) -> Path:
+    """The synthetic world with one log-mel example per clip (fast to train on)."""
+    out = tmp_path_factory.mktemp("train") / "w.h5"
+    layout, clips = discover(synthetic_world.root, "avsbench-s4")
+    run_preprocess(clips, out, make_settings(layout, vggish_seconds=0.96))
+    return out
+
+
+def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=data, out=out, model=config_from_preset("ezvsl", image_size=64), epochs=2, batch_size=4,
+                workers=0, pretrained=False, max_steps=2, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).localizer.state_dict()
+
+
+def test_resume_continues_exactly(small_h5, tmp_path):
+    straight = train(_cfg(small_h5, tmp_path / "a"))
+    train(_cfg(small_h5, tmp_path / "b", epochs=1))
+    resumed = train(_cfg(small_h5, tmp_path / "b", epochs=2, resume=True))
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    logs = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [log["epoch"] for log in logs] == [1, 2]
+
+
+def test_validation_best_and_patience(small_h5, tmp_path):
+    out = tmp_path / "run"
+    train(_cfg(small_h5, out, epochs=4, val=small_h5, val_split="test", patience=1))
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(log["val"] is not None and 0 <= log["val"]["ciou"] <= 1 for log in logs)
+    assert (out / "best.pt").exists() and logs[0]["best"]
+    bests = [log["best"] for log in logs]
+    # stops after the first epoch that did not improve
+    assert len(logs) == 4 or (not bests[-1] and len(logs) < 4)
+    best_epoch = max(i for i, b in enumerate(bests) if b) + 1
+    assert load_checkpoint(out / "best.pt").extra["epoch"] == best_epoch
+
+
+def test_resume_with_another_model_is_refused(small_h5, tmp_path):
+    train(_cfg(small_h5, tmp_path / "r", epochs=1))
+    with pytest.raises(UsageError, match="another model"):
+        train(_cfg(small_h5, tmp_path / "r", model=config_from_preset("ezvsl", image_size=64, tau=0.1), resume=True))
+
+
+def test_empty_split_is_refused(small_h5, tmp_path):
+    with pytest.raises(UsageError, match="no clips in split"):
+        train(_cfg(small_h5, tmp_path / "x", split="nonexistent"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
+    import os
+
+    import gsavl_cli.train as T
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    original = T._train_epoch
+
+    def record(model, *args, **kwargs):
+        result = original(model, *args, **kwargs)
+        params = {k: v.detach().clone() for k, v in model.module.named_parameters()}
+        torch.save(params, Path(out) / f"rank{rank}.pt")
+        return result
+
+    T._train_epoch = record
+    try:
+        train(_cfg(Path(data), Path(out), epochs=1, max_steps=2))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_end_identical(small_h5, tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(small_h5), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for k in r0:
+        torch.testing.assert_close(r0[k], r1[k], rtol=0, atol=0, msg=k)
+    saved = _weights(tmp_path / "last.pt")
+    assert all(torch.equal(saved[k], v) for k, v in r0.items())  # rank 0 saved the weights both ranks hold
