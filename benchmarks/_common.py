@@ -57,6 +57,7 @@ def machine(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "device": device,
+        "load_average_1min": round(os.getloadavg()[0], 2),  # other processes sharing the CPU
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.device(device))
