@@ -70,7 +70,7 @@ def preprocess(
     frame_times: Annotated[Optional[str], typer.Option(help="Frame times in seconds for plain videos, e.g. 0,2.5 (default: first frame).")] = None,
     vggish_seconds: Annotated[Optional[float], typer.Option(help="Centred audio window for the log-mel features (default: whole clip; 3 s for vggsound).")] = None,
     annotations: Annotated[Optional[Path], typer.Option(help="VGG-SS boxes file (vggss.json) for the vggsound layout.")] = None,
-    subset: Annotated[Optional[Path], typer.Option(help="Only the clip ids listed in this file (one per line).")] = None,
+    subset: Annotated[Optional[str], typer.Option(help="Only these clips: a file of ids, or vggss_10k, vggss_144k, vggss_heard_test, vggss_unheard_test.")] = None,
     semantic_subsets: Annotated[str, typer.Option(help="AVSBench-semantic subsets, comma-separated: v1s,v1m,v2.")] = "v1s,v1m,v2",
     workers: Annotated[int, typer.Option(help="Parallel decode processes (default: CPU cores).")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Start the output over instead of resuming it.")] = False,
@@ -87,7 +87,7 @@ def preprocess(
         raise UsageError(f"annotations file not found: {annotations}")
     layout, clips = discover(
         source, layout, split, annotations=annotations,
-        subsets=tuple(s.strip() for s in semantic_subsets.split(",") if s.strip()), subset_file=subset,
+        subsets=tuple(s.strip() for s in semantic_subsets.split(",") if s.strip()), subset=subset,
     )
     if not clips:
         raise UsageError(f"no clips found in {source} (layout {layout}, split {split})", hint="check SOURCE, --layout and --split")
@@ -162,6 +162,26 @@ def inspect(
     err.print(table)
 
 
+SubsetOpt = Annotated[Optional[str], typer.Option(help="Only these clips: a file of ids, or vggss_10k, vggss_144k, vggss_heard_test, vggss_unheard_test.")]
+NAMED_SUBSETS = {"vggsound10k": "vggss_10k", "vggsound144k": "vggss_144k"}
+
+
+def _default_subset(dataset: str) -> str | None:
+    """Named VGGSound datasets use EZ-VSL's published lists when they can be had."""
+    from .errors import WeightsError
+    from .weights import resolve_weights
+
+    name = NAMED_SUBSETS.get(dataset)
+    if name is None:
+        return None
+    try:
+        resolve_weights(f"subset_{name}", progress=not OPTIONS.quiet)
+    except WeightsError as exc:
+        info(f"[yellow]note:[/] {exc}; training on every clip of the file (pass --subset to choose)")
+        return None
+    return name
+
+
 TRAIN_PRESETS = {"avsbench-s4": (32, 10)}  # dataset -> (batch size, epochs); others: (128, 20)
 
 
@@ -193,6 +213,7 @@ def train(
     vggish_checkpoint: Annotated[Optional[Path], typer.Option(help="VGGish weights file (else cache or download).")] = None,
     resnet_checkpoint: Annotated[Optional[Path], typer.Option(help="ImageNet ResNet-18 weights file (else cache or download).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")] = None,
+    subset: SubsetOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the final epoch's log as JSON on stdout.")] = False,
 ) -> None:
     """Train the audio-visual localizer, self-supervised (no labels needed)."""
@@ -202,6 +223,7 @@ def train(
     from .train import TrainConfig, train as run_training
 
     data = resolve_dataset(dataset)
+    subset = subset or _default_subset(dataset)
     overrides = {k: v for k, v in {"audio_encoder": audio_encoder, "similarity": similarity, "tau": tau, "beta": beta}.items() if v is not None}
     config = config_from_preset(model, freeze_audio=freeze_audio, **overrides)
     preset_batch, preset_epochs = TRAIN_PRESETS.get(dataset, (128, 20))
@@ -209,7 +231,7 @@ def train(
         data=data, out=out or Path("runs") / data.stem, model=config, val=val, split=split, val_split=val_split,
         epochs=epochs or preset_epochs, batch_size=batch_size or preset_batch, lr=lr, seed=OPTIONS.seed, workers=workers,
         patience=patience, resume=resume, device=resolve_device(), pretrained=pretrained,
-        vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps,
+        vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps, subset=subset,
     )
     if not pretrained:
         info("[yellow]note:[/] --no-pretrained: encoders start from random weights")
@@ -300,6 +322,7 @@ def evaluate_command(
     alpha: Annotated[float, typer.Option(help="Weight of the audio-visual map in avobj.")] = 0.4,
     batch_size: Annotated[int, typer.Option(help="Frames per batch through the encoders.")] = 8,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N clips.")] = None,
+    subset: SubsetOpt = None,
     embedding_cache: Annotated[Optional[Path], typer.Option(help="HDF5 file caching SAM image embeddings across runs.")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html with a thumbnail grid sortable by IoU.")] = False,
     prior_checkpoint: PriorCkptOpt = None,
@@ -316,7 +339,7 @@ def evaluate_command(
         samplers=_sampler_choices(sampler, param), segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint,
         mask_choice=mask_choice, cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, negatives=negatives,
         alpha=alpha, batch_size=batch_size, limit=limit, embedding_cache=embedding_cache, report=report,
-        prior_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed, progress=progress,
+        prior_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed, progress=progress, subset=subset,
     )
     _print_results(result["results"], title=f"{dataset} · {result['settings']['n_clips']} clips")
     info(f"wrote {out / 'metrics.json'}, {out / 'per_sample.csv'}" + (f", {out / 'report.html'}" if report else ""))

@@ -239,11 +239,31 @@ def detect_layout(source: Path) -> str:
 
 def read_subset(path: Path) -> set[str]:
     """A clip-id list, one per line (or CSV whose first column is the id)."""
+    if not path.exists():
+        from .weights import SUBSET_LISTS
+
+        raise UsageError(f"subset list not found: {path}", hint=f"pass a file of clip ids, or one of: {', '.join(SUBSET_LISTS)}")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UsageError(f"cannot read subset list {path}: {exc.strerror}") from None
     return {vggsound_key(line.split(",")[0].strip()) for line in lines if line.strip()}
+
+
+def resolve_subset(value: str | Path) -> set[str]:
+    """Clip ids from a file, or from a published list by name (downloaded once into the cache)."""
+    from .weights import SUBSET_LISTS, resolve_weights
+
+    if str(value) in SUBSET_LISTS:
+        return read_subset(resolve_weights(f"subset_{value}"))
+    return read_subset(Path(value))
+
+
+def filter_subset(ids: list[str], subset: str | Path | None) -> list[str]:
+    if subset is None:
+        return ids
+    keep = resolve_subset(subset)
+    return [i for i in ids if vggsound_key(i) in keep]
 
 
 def discover(
@@ -253,7 +273,7 @@ def discover(
     *,
     annotations: Path | None = None,
     subsets: tuple[str, ...] = SEMANTIC_SUBSETS,
-    subset_file: Path | None = None,
+    subset: str | Path | None = None,
 ) -> tuple[str, list[ClipSource]]:
     """Resolves the layout and lists the clips of the requested split."""
     if not source.exists():
@@ -267,8 +287,8 @@ def discover(
     if annotations is None and (source / "vggss.json").exists():
         annotations = source / "vggss.json"
     clips = _LAYOUTS[layout](source.resolve() if source.is_dir() else source, split, annotations=annotations, subsets=subsets)
-    if subset_file is not None:
-        keep = read_subset(subset_file)
+    if subset is not None:
+        keep = resolve_subset(subset)
         clips = [c for c in clips if vggsound_key(c.clip_id) in keep]
     return layout, clips
 

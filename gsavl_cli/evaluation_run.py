@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 
 from . import __version__
+from .datasets import filter_subset
+from .errors import UsageError
 from .evaluate import EmbeddingCache, EvalSettings, SamplerChoice, evaluate, summarise_rows, validation_ids
 from .media import write_atomic
 from .pipeline import load_models, make_segmenter
@@ -66,11 +68,14 @@ def run_evaluation(
     seed: int,
     progress: Callable[..., Any],
     pretrained_prior: bool = True,
+    subset: str | None = None,
 ) -> dict[str, Any]:
     """Evaluates, writes metrics.json / per_sample.csv (/ report.html), returns metrics.json's content."""
     rank, world, device = init_distributed(device)
     start = time.perf_counter()
-    ids = validation_ids(data, split)[:limit]
+    ids = filter_subset(validation_ids(data, split), subset)[:limit]
+    if not ids:
+        raise UsageError(f"no annotated clips of {data} are in subset {subset}", hint="check --subset and --split")
     models = load_models(checkpoint, device, maps, pretrained_prior=pretrained_prior, prior_checkpoint=prior_checkpoint)
     seg = make_segmenter(segmenter, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
     settings = EvalSettings(maps=maps, samplers=samplers, mask_choice=mask_choice, cascade_rounds=cascade_rounds,
@@ -105,7 +110,7 @@ def run_evaluation(
             "samplers": [{"name": c.name, "params": c.params} for c in samplers], "segmenter": segmenter,
             "sam_model": sam_model if segmenter == "sam" else None, "mask_choice": mask_choice,
             "cascade_rounds": cascade_rounds, "negatives": negatives, "alpha": alpha, "seed": seed, "device": device,
-            "world_size": world, "gsavl": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "world_size": world, "subset": subset, "gsavl": __version__, "torch": torch.__version__, "python": platform.python_version(),
         },
     }
     if rank == 0:

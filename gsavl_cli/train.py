@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .data import AudioVisualClips, collate
+from .datasets import filter_subset
 from .errors import GsavlError, UsageError
 from .evaluate import heatmap_metrics, validation_ids
 from .features import train_transform
@@ -51,6 +52,7 @@ class TrainConfig:
     vggish_checkpoint: Path | None = None
     resnet_checkpoint: Path | None = None
     max_steps: int | None = None  # per epoch; for smoke tests and benchmarks
+    subset: str | None = None  # a clip-id list file or a published list name
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -106,12 +108,13 @@ def _check_out(out: Path) -> None:
         raise UsageError(f"cannot write to {out}: {exc.strerror}", hint="choose another --out folder") from None
 
 
-def _train_ids(path: Path, split: str) -> list[str]:
+def _train_ids(path: Path, split: str, subset: str | None) -> list[str]:
     with open_store(path) as store:
-        ids = store.split_ids(split)
+        ids = filter_subset(store.split_ids(split), subset)
         splits = sorted({str(store.meta(i).get("split")) for i in store.ids})
     if not ids:
-        raise UsageError(f"{path} has no clips in split {split!r} (it has: {', '.join(splits)})", hint="pass --split all or another split")
+        where = f"split {split!r}" + (f" and subset {subset}" if subset else "")
+        raise UsageError(f"{path} has no clips in {where} (its splits: {', '.join(splits)})", hint="pass --split all, another split or another subset")
     return ids
 
 
@@ -191,7 +194,7 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
     if rank == 0:
         _check_out(cfg.out)
     generator = _seed_everything(cfg.seed)
-    dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split), cfg.model.audio_encoder, train_transform(cfg.model.image_size))
+    dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.audio_encoder, train_transform(cfg.model.image_size))
     if len(dataset) < 2:
         raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
     val_ids = validation_ids(cfg.val, cfg.val_split) if cfg.val is not None else []

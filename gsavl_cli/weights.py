@@ -1,4 +1,5 @@
-"""The one resolver for pretrained weights (SAM, VGGish, ImageNet ResNet-18).
+"""The one resolver for pretrained files: weights (SAM, VGGish, ImageNet ResNet-18)
+and the published clip lists of EZ-VSL (VGGSound-10K/144K, VGG-SS heard/unheard).
 
 Order: an explicit path > the cache > a download that is checksummed before it is
 renamed into the cache. The cache is `$GSAVL_CACHE`, else torch hub's own
@@ -42,6 +43,17 @@ _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _RESNET18 = ResNet18_Weights.IMAGENET1K_V1.url
 
 
+# EZ-VSL publishes no checksums for its lists; the URLs pin a commit, so the content is fixed.
+_EZVSL_LISTS = "https://raw.githubusercontent.com/stoneMo/EZ-VSL/{commit}/metadata/{file}"
+_SUBSET_LISTS = {
+    "vggss_10k": ("24658cbb25889f873fd7707251cdcc70ef101bff", "vggss_10k.txt"),
+    "vggss_144k": ("24658cbb25889f873fd7707251cdcc70ef101bff", "vggss_144k.txt"),
+    "vggss_heard_test": ("8231b49c21454baed5c48c4cb9ad0c0812db8c4c", "vggss_heard_test.csv"),
+    "vggss_unheard_test": ("8231b49c21454baed5c48c4cb9ad0c0812db8c4c", "vggss_unheard_test.csv"),
+}
+SUBSET_LISTS = tuple(_SUBSET_LISTS)
+
+
 def _sam(variant: str, filename: str, size: int, sha256: str) -> WeightSpec:
     return WeightSpec(
         f"sam_{variant}", filename, _SAM_URL + filename, sha256, size, f"SAM {variant}"
@@ -80,6 +92,10 @@ WEIGHTS: dict[str, WeightSpec] = {
             None,
             "ResNet-18 ImageNet",
         ),
+        *(
+            WeightSpec(f"subset_{name}", f"ezvsl_{file}", _EZVSL_LISTS.format(commit=commit, file=file), None, None, f"EZ-VSL list {name}")
+            for name, (commit, file) in _SUBSET_LISTS.items()
+        ),
     )
 }
 
@@ -90,6 +106,7 @@ _OPTIONS = {
     "sam_vit_b": "--sam-checkpoint",
     "vggish": "--vggish-checkpoint",
     "resnet18_imagenet": "--resnet-checkpoint",
+    **{f"subset_{name}": "--subset" for name in _SUBSET_LISTS},
 }
 
 # torch hub's convention: `name-<sha256 prefix>.ext`.

@@ -114,8 +114,20 @@ def test_subset_file_filters(tmp_path):
     make_vggsound(tmp_path)
     listing = tmp_path / "subset.txt"
     listing.write_text("def_10\n")
-    _, clips = discover(tmp_path, subset_file=listing)
+    _, clips = discover(tmp_path, subset=listing)
     assert [c.clip_id for c in clips] == ["def_000010"]
+
+
+def test_published_subset_list_comes_from_the_cache(tmp_path, monkeypatch):
+    make_vggsound(tmp_path / "v")
+    monkeypatch.setenv("GSAVL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GSAVL_OFFLINE", "1")
+    with pytest.raises(UsageError, match="ezvsl_vggss_10k.txt"):
+        discover(tmp_path / "v", subset="vggss_10k")  # offline and not cached: names the file
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "ezvsl_vggss_10k.txt").write_text("abc_000030\nzzz_000001\n")
+    _, clips = discover(tmp_path / "v", subset="vggss_10k")
+    assert [c.clip_id for c in clips] == ["abc_000030"]
 
 
 def test_bad_sources(tmp_path):
