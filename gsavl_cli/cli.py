@@ -210,6 +210,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt (optimizer, epoch and RNG included).")] = False,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
     pretrained: Annotated[bool, typer.Option(help="Start from ImageNet ResNet-18 and AudioSet VGGish weights (--no-pretrained: random init).")] = True,
+    identity_init: Annotated[bool, typer.Option(help="With --no-pretrained: identity (Dirac) image encoder, a locality-preserving stand-in for ImageNet weights offline.")] = False,
     vggish_checkpoint: Annotated[Optional[Path], typer.Option(help="VGGish weights file (else cache or download).")] = None,
     resnet_checkpoint: Annotated[Optional[Path], typer.Option(help="ImageNet ResNet-18 weights file (else cache or download).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")] = None,
@@ -232,6 +233,7 @@ def train(
         epochs=epochs or preset_epochs, batch_size=batch_size or preset_batch, lr=lr, seed=OPTIONS.seed, workers=workers,
         patience=patience, resume=resume, device=resolve_device(), pretrained=pretrained,
         vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps, subset=subset,
+        identity_init=identity_init,
     )
     if not pretrained:
         info("[yellow]note:[/] --no-pretrained: encoders start from random weights")

@@ -98,15 +98,15 @@ def run_demo(
     result = run_preprocess(clips, data, make_settings(layout, vggish_seconds=config.vggish_seconds), workers=1, overwrite=True)
     if result.failed:
         raise RuntimeError(f"demo preprocessing failed: {result.failed[0].reason}")
-    say("3/6 train (gsavl preset, random-init encoders: no pretrained weights offline)")
-    model_config = config_from_preset("gsavl", freeze_audio=True)
-    torch.manual_seed(config.seed)
+    say("3/6 train (gsavl preset; no pretrained weights offline: identity-initialised image encoder, random VGGish)")
+    model_config = config_from_preset("gsavl")
+    torch.manual_seed(config.seed)  # the same initial weights as the training run's
     untrained = folder / "untrained.pt"
-    save_checkpoint(untrained, build_localizer(model_config, pretrained=False), model_config)
+    save_checkpoint(untrained, build_localizer(model_config, pretrained=False, identity_image_init=True), model_config)
     run = folder / "run"
     cfg = TrainConfig(data=data, out=run, model=model_config, val=data, val_split="test", split="train",
                       epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, workers=0,
-                      device=device, pretrained=False)
+                      device=device, pretrained=False, identity_init=True)
     with progress() as bar:
         task = bar.add_task("train", total=config.epochs, rate="")
         checkpoint = train(cfg, on_epoch=lambda log: bar.update(task, advance=1, rate=f"loss {log.loss:.3f}"))

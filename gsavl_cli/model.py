@@ -418,23 +418,45 @@ def _load_pretrained(module: nn.Module, name: str, explicit: Path | None) -> Non
     )
 
 
+def identity_init(trunk: ResNetTrunk) -> None:
+    """Identity (Dirac) convolutions and neutral BatchNorm: each map cell sees its own patch.
+
+    A randomly initialised ResNet mixes the whole frame into every cell, so contrastive
+    training from scratch learns global shortcuts instead of locations. Offline, with no
+    ImageNet weights, this locality-preserving start stands in for them (demo, tests).
+    """
+    for module in trunk.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.dirac_(module.weight)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            module.reset_running_stats()
+
+
 def build_localizer(
     config: ModelConfig,
     *,
     pretrained: bool = True,
     vggish_checkpoint: Path | None = None,
     resnet_checkpoint: Path | None = None,
+    identity_image_init: bool = False,
 ) -> Localizer:
     """A new localizer; with `pretrained`, ImageNet ResNet-18 and (for vggish) VGGish weights.
 
-    `pretrained=False` gives random weights everywhere: only when the caller asks for it.
+    `pretrained=False` gives random weights everywhere (the image trunk identity-initialised
+    with `identity_image_init`): only when the caller asks for it.
     """
+    if identity_image_init and pretrained:
+        raise UsageError("identity initialisation replaces pretrained weights", hint="use it together with --no-pretrained")
     if not pretrained and (vggish_checkpoint or resnet_checkpoint):
         raise UsageError(
             "pretrained weight files were given but pretrained weights are switched off",
             hint="drop the checkpoint paths or turn pretrained weights on",
         )
     localizer = Localizer(config)
+    if identity_image_init:
+        identity_init(localizer.image_trunk)
     if pretrained:
         _load_pretrained(localizer.image_trunk, "resnet18_imagenet", resnet_checkpoint)
         if config.audio_encoder == "vggish":

@@ -53,6 +53,7 @@ class TrainConfig:
     resnet_checkpoint: Path | None = None
     max_steps: int | None = None  # per epoch; for smoke tests and benchmarks
     subset: str | None = None  # a clip-id list file or a published list name
+    identity_init: bool = False  # with pretrained=False: identity image trunk (see model.identity_init)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -198,7 +199,8 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
     if len(dataset) < 2:
         raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
     val_ids = validation_ids(cfg.val, cfg.val_split) if cfg.val is not None else []
-    model = build_localizer(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint, resnet_checkpoint=cfg.resnet_checkpoint).to(cfg.device)
+    model = build_localizer(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint, resnet_checkpoint=cfg.resnet_checkpoint,
+                            identity_image_init=cfg.identity_init).to(cfg.device)
     if cfg.device.startswith("cuda"):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
