@@ -149,3 +149,37 @@ def test_missing_pieces_fail_with_reason(tmp_path):
     assert result.written == 0 and len(result.failed) == 1
     assert "clipB" in result.failed[0].reason or "clipB" in result.failed[0].source
     assert open_store(tmp_path / "o.h5").ids == []
+
+
+def test_interrupted_preprocess_resumes(tmp_path):
+    """Ctrl-C after the first clip keeps it; the same call again writes only the rest."""
+    make_ms3(tmp_path)
+    layout, clips = discover(tmp_path)
+    out = tmp_path / "o.h5"
+
+    def interrupt(src, ok):
+        raise KeyboardInterrupt
+
+    first = run_preprocess(clips, out, make_settings(layout), on_clip=interrupt)
+    assert first.interrupted and first.written == 1
+    assert open_store(out).ids == [clips[0].clip_id]
+    second = run_preprocess(clips, out, make_settings(layout))
+    assert (second.written, second.skipped, second.interrupted) == (1, 1, False)
+    assert open_store(out).ids == sorted(c.clip_id for c in clips)
+
+
+def test_training_data_without_the_needed_features_is_refused(tmp_path):
+    import h5py
+
+    from gsavl_cli.data import AudioVisualClips
+    from gsavl_cli.features import test_transform
+
+    make_ms3(tmp_path)
+    layout, clips = discover(tmp_path)
+    out = tmp_path / "o.h5"
+    run_preprocess(clips, out, make_settings(layout))
+    with h5py.File(out, "r+") as f:
+        for group in f["clips"].values():
+            del group["vggish"]
+    with pytest.raises(UsageError, match="no vggish arrays"):
+        AudioVisualClips(out, open_store(out).ids, "vggish", test_transform(64))
