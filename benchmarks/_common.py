@@ -29,6 +29,8 @@ def setup(args: argparse.Namespace) -> None:
         sys.exit(f"--device {args.device}: torch sees no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if getattr(args, "bf16", False) and not args.device.startswith("cuda"):
+        sys.exit("--bf16 is for CUDA only: bf16 autocast is many times slower on the CPU (see docs/performance.md)")
 
 
 def _cpu_model() -> str:

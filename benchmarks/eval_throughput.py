@@ -55,8 +55,6 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the SAM image encoder (CUDA only)")
     args = p.parse_args()
     _common.setup(args)
-    if args.bf16 and not args.device.startswith("cuda"):
-        raise SystemExit("--bf16 is for CUDA only: bf16 autocast is many times slower on the CPU (see docs/performance.md)")
     config = config_from_preset(args.preset)
     torch.manual_seed(0)
     models = Models(build_localizer(config, pretrained=False).to(args.device).eval(), config, None, args.device)
