@@ -297,7 +297,7 @@ SamModelOpt = Annotated[str, typer.Option(help="SAM size: vit_h (paper), vit_l o
 SamCkptOpt = Annotated[Optional[Path], typer.Option(help="SAM weights file (else the torch hub cache, else download).")]
 MaskChoiceOpt = Annotated[str, typer.Option(help="single (paper), score (SAM's predicted IoU) or heatmap (best agreement).")]
 CascadeOpt = Annotated[int, typer.Option(help="Cascade refinement rounds (1 = off).")]
-PriorCkptOpt = Annotated[Optional[Path], typer.Option(help="ImageNet ResNet-18 weights for the object prior (else cache or download).")]
+PriorCkptOpt = Annotated[Optional[Path], typer.Option("--resnet-checkpoint", help="ImageNet ResNet-18 weights for the object prior (else cache or download).")]
 
 
 @app.command(
