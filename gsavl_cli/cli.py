@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from . import __version__
-from .console import OPTIONS, err, handle_errors, info, print_json, progress, rate
+from .console import OPTIONS, err, handle_errors, info, out, print_json, progress, rate
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .preprocess import PreprocessResult
 
 app = typer.Typer(
     name="gsavl",
@@ -40,7 +43,7 @@ def main_options(
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = None,
 ) -> None:
-    """Global options go before the subcommand: `gsavl --device cuda eval ...`."""
+    """Global options go before or after the subcommand: `gsavl --device cuda eval ...`."""
     OPTIONS.device, OPTIONS.seed, OPTIONS.verbose, OPTIONS.quiet = device, seed, verbose, quiet
 
 
@@ -91,7 +94,8 @@ def preprocess(
     )
     if not clips:
         raise UsageError(f"no clips found in {source} (layout {layout}, split {split})", hint="check SOURCE, --layout and --split")
-    output = output or source.with_suffix(".h5") if source.is_file() else output or Path(f"{source.resolve().name}.h5")
+    if output is None:
+        output = source.with_suffix(".h5") if source.is_file() else Path(f"{source.resolve().name}.h5")
     settings = make_settings(layout, _parse_times(frame_times), vggish_seconds)
     workers = workers or os.cpu_count() or 1
     info(f"[bold]{len(clips)}[/] clips ({layout}, split {split}) -> {output}")
@@ -116,7 +120,7 @@ def preprocess(
         raise typer.Exit(1)
 
 
-def _report_preprocess(result: object) -> None:
+def _report_preprocess(result: PreprocessResult) -> None:
     if OPTIONS.quiet:
         return
     table = Table(title=f"{result.output}", show_header=True)
@@ -254,7 +258,7 @@ def train(
         def on_epoch(log) -> None:
             logs.append(log)
             val_text = "" if log.val is None else f" · val cIoU {log.val['ciou']:.4f} AUC {log.val['auc']:.4f}{' (best)' if log.best else ''}"
-            bar.console.print(f"epoch {log.epoch}: loss {log.loss:.4f} · {log.samples_per_s:.1f} samples/s{val_text}") if not OPTIONS.quiet else None
+            info(f"epoch {log.epoch}: loss {log.loss:.4f} · {log.samples_per_s:.1f} samples/s{val_text}")
 
         checkpoint = run_training(cfg, on_epoch=on_epoch, on_step_factory=step_factory)
     info(f"checkpoint: [bold]{checkpoint}[/]")
@@ -420,7 +424,7 @@ def list_samplers_command(
     table = Table("name", "parameters", "description", title="prompt samplers")
     for s in found:
         table.add_row(s.name, ", ".join(f"{k}={v}" for k, v in s.params.items()) or "-", s.description)
-    out_console().print(table)
+    out.print(table)
 
 
 @app.command(epilog="Example:\n\n  gsavl demo demo_out\n\n  gsavl demo demo_out --json > demo.json")
@@ -452,11 +456,41 @@ def demo(
         print_json(summary)
 
 
-def out_console():
-    from .console import out
+_GLOBAL_FLAGS = {"-q", "--quiet", "-v", "--verbose"}
+_GLOBAL_VALUES = {"--device", "--seed"}
 
-    return out
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Moves global options written after the subcommand in front of it.
+
+    `gsavl localize clip.mp4 --seed 3 -q` then means `gsavl --seed 3 -q localize clip.mp4`.
+    """
+    command = next((i for i, a in enumerate(argv) if a in app_commands()), None)
+    if command is None:
+        return argv
+    front, rest, tail = list(argv[:command]), [argv[command]], argv[command + 1 :]
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest.extend(tail[i:])
+            break
+        if arg in _GLOBAL_FLAGS or arg.split("=", 1)[0] in _GLOBAL_VALUES and "=" in arg:
+            front.append(arg)
+        elif arg in _GLOBAL_VALUES and i + 1 < len(tail):
+            front.extend(tail[i : i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def app_commands() -> set[str]:
+    return {c.name or c.callback.__name__ for c in app.registered_commands}
 
 
 def main() -> None:
-    app()
+    import sys
+
+    app(args=hoist_global_options(sys.argv[1:]), prog_name="gsavl")

@@ -185,3 +185,12 @@ def test_samplers_listing():
     names = {s["name"]: s for s in listed}
     assert {"naive", "grid", "prob", "peaks"} <= set(names)
     assert names["prob"]["params"] == {"p": 0.01, "n": 3} and names["grid"]["params"] == {"dist": 10}
+
+
+def test_global_options_may_follow_the_subcommand():
+    from gsavl_cli.cli import hoist_global_options
+
+    assert hoist_global_options(["localize", "a b.mp4", "--seed", "3", "-q", "--device=cpu", "-o", "m.png"]) == [
+        "--seed", "3", "-q", "--device=cpu", "localize", "a b.mp4", "-o", "m.png"]
+    assert hoist_global_options(["-v", "eval", "--dataset", "x.h5"]) == ["-v", "eval", "--dataset", "x.h5"]
+    assert hoist_global_options(["--version"]) == ["--version"]
