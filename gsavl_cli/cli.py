@@ -315,6 +315,7 @@ def evaluate_command(
     checkpoint: Annotated[Path, typer.Option(help="Trained localizer checkpoint (best.pt).")],
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, per_sample.csv and the report.")] = Path("eval"),
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    frames: Annotated[str, typer.Option(help="first: each clip's first frame (GSAVL protocol); all: every annotated frame with its own second of audio (AVS benchmark, e.g. S4/MS3 test).")] = "first",
     maps: Annotated[str, typer.Option("--map", help="Heatmaps, comma-separated: av, obj, avobj.")] = "av,obj,avobj",
     sampler: SamplerOpt = "naive,grid,prob",
     param: ParamOpt = [],
@@ -345,7 +346,7 @@ def evaluate_command(
         samplers=_sampler_choices(sampler, param), segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint,
         mask_choice=mask_choice, cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, negatives=negatives,
         alpha=alpha, batch_size=batch_size, limit=limit, embedding_cache=embedding_cache, report=report,
-        prior_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed, progress=progress, subset=subset,
+        prior_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed, progress=progress, subset=subset, frames=frames,
     )
     _print_results(result["results"], title=f"{dataset} · {result['settings']['n_clips']} clips")
     info(f"wrote {out / 'metrics.json'}, {out / 'per_sample.csv'}" + (f", {out / 'report.html'}" if report else ""))

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from . import metrics, samplers
 from .data import audio_array_name, require_arrays
 from .errors import UsageError
-from .pipeline import Models, batch_heatmaps
+from .model import ModelConfig
+from .pipeline import Models, audio_at, batch_heatmaps
 from .segment import ImageEmbedding
 from .store import Store, open_store
 
@@ -47,18 +48,18 @@ def validation_ids(path: Path, split: str | None = None) -> list[str]:
     return ids
 
 
-def ground_truth(item: dict[str, np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """The first frame's mask, or the union of the boxes on a grid of `size`."""
+def ground_truth(item: dict[str, np.ndarray], size: tuple[int, int], frame: int = 0) -> np.ndarray:
+    """The mask of frame `frame` (default: the first), or the union of the boxes on a grid of `size`."""
     if "masks" in item:
         frames = list(item.get("mask_frames", range(len(item["masks"]))))
-        mask = item["masks"][frames.index(0) if 0 in frames else 0]
+        mask = item["masks"][frames.index(frame) if frame in frames else 0]
         if mask.shape != size:
             mask = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")[0, 0].numpy() > 0.5
         return mask.astype(bool)
     return metrics.boxes_to_mask(item["boxes"], size=size)
 
 
-def _protocol_size(item: dict[str, np.ndarray], frame: np.ndarray) -> tuple[int, int]:
+def _protocol_size(item: dict[str, np.ndarray]) -> tuple[int, int]:
     """Masks are scored at their own resolution; boxes on the VGG-SS 224 grid."""
     if "masks" in item:
         return tuple(item["masks"].shape[1:3])
@@ -67,6 +68,39 @@ def _protocol_size(item: dict[str, np.ndarray], frame: np.ndarray) -> tuple[int,
 
 def _read(store: Store, clip_id: str, audio_name: str) -> dict[str, np.ndarray]:
     return store.read(clip_id, ("first_frame", audio_name, "masks", "mask_frames", "boxes"))
+
+
+FRAME_MODES = ("first", "all")
+
+
+@dataclass
+class Sample:
+    """One evaluated frame: the clip's first (GSAVL protocol) or any annotated one (AVS benchmark)."""
+
+    key: str
+    clip: str
+    frame_index: int
+    frame: np.ndarray
+    audio: torch.Tensor
+    item: dict[str, np.ndarray]
+
+
+def _samples(store: Store, clip_id: str, audio_name: str, config: ModelConfig, mode: str) -> list[Sample]:
+    """`first`: frame 0 with the clip's audio; `all`: every annotated frame with its own second of audio."""
+    if mode == "first":
+        item = _read(store, clip_id, audio_name)
+        return [Sample(clip_id, clip_id, 0, item["first_frame"], torch.from_numpy(item[audio_name]), item)]
+    item = store.read(clip_id, ("frames", "frame_times", "waveform", audio_name, "masks", "mask_frames", "boxes"))
+    indices = [int(i) for i in item.get("mask_frames", [0])]
+    out = []
+    for i in indices:
+        if audio_name == "vggish":  # AVSBench: second i of audio belongs to frame i
+            examples = item["vggish"]
+            audio = torch.from_numpy(examples[min(i, len(examples) - 1)][None])
+        else:
+            audio = audio_at(item["waveform"], float(item["frame_times"][i]), config)
+        out.append(Sample(f"{clip_id}#{i}", clip_id, i, item["frames"][i], audio, item))
+    return out
 
 
 def heatmap_row(heatmap: torch.Tensor, gt: np.ndarray) -> dict[str, float]:
@@ -94,7 +128,7 @@ def heatmap_metrics(localizer, path: Path, ids: list[str], device: str, batch_si
         for start in range(0, len(ids), batch_size):
             items = [_read(store, i, audio_name) for i in ids[start : start + batch_size]]
             frames = [it["first_frame"] for it in items]
-            sizes = [_protocol_size(it, f) for it, f in zip(items, frames)]
+            sizes = [_protocol_size(it) for it in items]
             audio = [torch.from_numpy(it[audio_name]) for it in items]
             maps = batch_heatmaps(models, frames, audio, ("av",), sizes=sizes)["av"]
             rows.extend(heatmap_row(m, ground_truth(it, s)) for m, it, s in zip(maps, items, sizes))
@@ -119,6 +153,7 @@ class EvalSettings:
     alpha: float = 0.4
     seed: int = 123
     batch_size: int = 8
+    frames: str = "first"  # "first" (GSAVL protocol) or "all" annotated frames (AVS benchmark)
 
 
 @dataclass
@@ -206,30 +241,33 @@ def evaluate(
     """
     timings = {"heatmap_s": 0.0, "image_encoder_s": 0.0, "decoder_s": 0.0, "sampling_s": 0.0}
     rows: list[dict[str, Any]] = []
+    if settings.frames not in FRAME_MODES:
+        raise UsageError(f"unknown frame selection {settings.frames!r}", hint=f"choose from {', '.join(FRAME_MODES)}")
     with open_store(path) as store:
         audio_name = audio_array_name(models.config.audio_encoder)
         require_arrays(store, ids, (audio_name, "frames"))
         for start in range(0, len(ids), settings.batch_size):
             batch_ids = ids[start : start + settings.batch_size]
-            items = [_read(store, i, audio_name) for i in batch_ids]
-            frames = [it["first_frame"] for it in items]
+            batch = [s for i in batch_ids for s in _samples(store, i, audio_name, models.config, settings.frames)]
+            frames = [s.frame for s in batch]
             tick = time.perf_counter()
-            maps = batch_heatmaps(models, frames, [torch.from_numpy(it[audio_name]) for it in items], settings.maps, alpha=settings.alpha)
+            maps = batch_heatmaps(models, frames, [s.audio for s in batch], settings.maps, alpha=settings.alpha)
             timings["heatmap_s"] += time.perf_counter() - tick
-            embeddings = _embeddings(segmenter, frames, batch_ids, cache, timings)
-            for k, (clip_id, item, frame) in enumerate(zip(batch_ids, items, frames)):
-                rows.extend(_clip_rows(clip_id, item, frame, {m: maps[m][k] for m in settings.maps}, embeddings[k], settings, segmenter, timings, keep))
+            embeddings = _embeddings(segmenter, frames, [s.key for s in batch], cache, timings)
+            for k, sample in enumerate(batch):
+                rows.extend(_sample_rows(sample, {m: maps[m][k] for m in settings.maps}, embeddings[k], settings, segmenter, timings, keep))
             if on_batch is not None:
                 on_batch(len(batch_ids))
     timings["image_encoder_calls"] = segmenter.encoder_calls
     return EvalOutput(rows, timings)
 
 
-def _clip_rows(clip_id, item, frame, heat, embedding, settings: EvalSettings, segmenter, timings, keep) -> list[dict[str, Any]]:
+def _sample_rows(sample: Sample, heat, embedding, settings: EvalSettings, segmenter, timings, keep) -> list[dict[str, Any]]:
+    clip_id, item, frame = sample.key, sample.item, sample.frame
     size = frame.shape[:2]
-    gt_frame = ground_truth(item, size)
-    protocol = _protocol_size(item, frame)
-    gt_protocol = ground_truth(item, protocol)
+    gt_frame = ground_truth(item, size, sample.frame_index)
+    protocol = _protocol_size(item)
+    gt_protocol = ground_truth(item, protocol, sample.frame_index)
     rows, visuals = [], {"frame": frame, "gt": gt_frame, "heatmaps": {}, "results": {}}
     for map_name, heatmap in heat.items():
         scored = heatmap if protocol == size else F.interpolate(heatmap[None, None].float(), size=protocol, mode="bilinear", align_corners=False)[0, 0]
@@ -259,6 +297,8 @@ def _clip_rows(clip_id, item, frame, heat, embedding, settings: EvalSettings, se
             visuals["results"][(map_name, choice.name)] = (result.mask, prompts, row["iou"])
     if keep is not None:
         keep(clip_id, visuals)
+    for row in rows:
+        row["clip"], row["frame"] = sample.clip, sample.frame_index
     return rows
 
 

@@ -23,7 +23,7 @@ from .pipeline import load_models, make_segmenter
 from .report import ReportWriter
 from .train import init_distributed
 
-CSV_COLUMNS = ("clip", "map", "sampler", "segmenter", "iou", "fscore", "ciou", "pointing", "score", "rounds", "mask_area", "points")
+CSV_COLUMNS = ("clip", "frame", "map", "sampler", "segmenter", "iou", "fscore", "ciou", "pointing", "score", "rounds", "mask_area", "points")
 
 
 def _gather(rows: list[dict[str, Any]], world: int) -> list[dict[str, Any]]:
@@ -69,6 +69,7 @@ def run_evaluation(
     progress: Callable[..., Any],
     pretrained_prior: bool = True,
     subset: str | None = None,
+    frames: str = "first",
 ) -> dict[str, Any]:
     """Evaluates, writes metrics.json / per_sample.csv (/ report.html), returns metrics.json's content."""
     rank, world, device = init_distributed(device)
@@ -79,7 +80,7 @@ def run_evaluation(
     models = load_models(checkpoint, device, maps, pretrained_prior=pretrained_prior, prior_checkpoint=prior_checkpoint)
     seg = make_segmenter(segmenter, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
     settings = EvalSettings(maps=maps, samplers=samplers, mask_choice=mask_choice, cascade_rounds=cascade_rounds,
-                            cascade_threshold=cascade_threshold, negatives=negatives, alpha=alpha, seed=seed, batch_size=batch_size)
+                            cascade_threshold=cascade_threshold, negatives=negatives, alpha=alpha, seed=seed, batch_size=batch_size, frames=frames)
     cache = EmbeddingCache(embedding_cache, f"{sam_model}:{sam_checkpoint.name if sam_checkpoint else 'default'}") if embedding_cache and segmenter == "sam" else None
     out.mkdir(parents=True, exist_ok=True)
     reporter = ReportWriter(out, maps[-1], samplers[-1].name if samplers else None) if report and rank == 0 else None
@@ -101,7 +102,8 @@ def run_evaluation(
     rows = _gather(output.rows, world)
     total = time.perf_counter() - start
     results = summarise_rows(rows)
-    timings = {**output.timings, "total_s": total, "frames_per_s": len(ids) / total if total > 0 else None}
+    n_frames = len({(r["clip"], r["frame"]) for r in rows})
+    timings = {**output.timings, "total_s": total, "frames_per_s": n_frames / total if total > 0 else None}
     summary = {
         "results": results,
         "timings": timings,
@@ -110,7 +112,7 @@ def run_evaluation(
             "samplers": [{"name": c.name, "params": c.params} for c in samplers], "segmenter": segmenter,
             "sam_model": sam_model if segmenter == "sam" else None, "mask_choice": mask_choice,
             "cascade_rounds": cascade_rounds, "negatives": negatives, "alpha": alpha, "seed": seed, "device": device,
-            "world_size": world, "subset": subset, "gsavl": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "world_size": world, "subset": subset, "frames": frames, "gsavl": __version__, "torch": torch.__version__, "python": platform.python_version(),
         },
     }
     if rank == 0:

@@ -11,16 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from . import features, media, samplers
+from . import media, samplers
 from .datasets import VIDEO_SUFFIXES
 from .errors import UsageError
 from .evaluate import SamplerChoice
 from .media import write_atomic, write_png
-from .pipeline import audio_features, batch_heatmaps, load_models, make_segmenter
+from .pipeline import audio_at, batch_heatmaps, load_models, make_segmenter
 from .visual import colourise, overlay as draw_overlay
-
-EZVSL_SECONDS = 3.0
-
 
 @dataclass
 class LocalizeOptions:
@@ -56,15 +53,6 @@ def expand_clips(paths: list[Path]) -> list[Path]:
     return clips
 
 
-def _audio_window(path: Path, info: media.MediaInfo, at: float | None, encoder: str) -> np.ndarray:
-    """The clip's audio (VGGish) or the 3 s around the frame (EZ-VSL; centred in the clip by default)."""
-    if encoder == "vggish" or at is None:
-        waveform = media.read_audio(path)
-        return waveform if encoder == "vggish" else features.centre_window(waveform, features.SAMPLE_RATE, EZVSL_SECONDS)
-    start = max(0.0, min(at - EZVSL_SECONDS / 2, info.duration - EZVSL_SECONDS))
-    return media.read_audio(path, start=start, duration=EZVSL_SECONDS)
-
-
 def localize_one(path: Path, options: LocalizeOptions, models, segmenter) -> dict[str, Any]:
     """Runs the pipeline on one clip; returns the arrays and facts to write."""
     timings: dict[str, float] = {}
@@ -76,7 +64,7 @@ def localize_one(path: Path, options: LocalizeOptions, models, segmenter) -> dic
     if at is not None and (at < 0 or at > info.duration):
         raise UsageError(f"--time {at:g} s is outside {path.name} (0 to {info.duration:.2f} s)")
     frame = media.read_frames(path, [at or 0.0], info)[0]
-    audio = audio_features(_audio_window(path, info, at, models.config.audio_encoder), models.config)
+    audio = audio_at(media.read_audio(path), at, models.config)
     timings["decode_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     heat = batch_heatmaps(models, [frame], [audio], (options.map_name,), alpha=options.alpha)[options.map_name][0]

@@ -58,6 +58,32 @@ def audio_features(waveform: np.ndarray, config: ModelConfig, sample_rate: int =
     return features.ezvsl_spectrogram(waveform, sample_rate)
 
 
+EZVSL_SECONDS = 3.0
+
+
+def window_around(waveform: np.ndarray, time: float, seconds: float, sample_rate: int = features.SAMPLE_RATE) -> np.ndarray:
+    """`seconds` of audio centred on `time`, shifted to stay inside the clip (tiled if shorter)."""
+    length = int(round(seconds * sample_rate))
+    if len(waveform) <= length:
+        return features.centre_window(waveform, sample_rate, seconds)
+    start = int(round(time * sample_rate)) - length // 2
+    start = min(max(start, 0), len(waveform) - length)
+    return waveform[start : start + length]
+
+
+def audio_at(waveform: np.ndarray, time: float | None, config: ModelConfig) -> torch.Tensor:
+    """The audio input for a frame at `time`: EZ-VSL's 3 s around it, or the clip's log-mel.
+
+    `time=None` is the protocol's clip-level audio (VGGish: the whole clip; EZ-VSL: the
+    centred 3 s).
+    """
+    if config.audio_encoder == "vggish":
+        return audio_features(waveform, config)
+    if time is None:
+        return audio_features(features.centre_window(waveform, features.SAMPLE_RATE, EZVSL_SECONDS), config)
+    return audio_features(window_around(waveform, time, EZVSL_SECONDS), config)
+
+
 def batch_heatmaps(
     models: Models,
     frames: list[np.ndarray],

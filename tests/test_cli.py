@@ -194,3 +194,15 @@ def test_global_options_may_follow_the_subcommand():
         "--seed", "3", "-q", "--device=cpu", "localize", "a b.mp4", "-o", "m.png"]
     assert hoist_global_options(["-v", "eval", "--dataset", "x.h5"]) == ["-v", "eval", "--dataset", "x.h5"]
     assert hoist_global_options(["--version"]) == ["--version"]
+
+
+def test_eval_all_annotated_frames(world_h5, checkpoint, tmp_path):
+    summary = json.loads(gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", tmp_path, "--segmenter",
+                               "threshold", "--map", "av", "--sampler", "naive", "--frames", "all", "--json").stdout)
+    heat = next(r for r in summary["results"] if r["sampler"] is None)
+    assert heat["n"] == 4 * 5  # 4 test clips x 5 annotated frames (AVSBench S4 test)
+    rows = list(csv.DictReader((tmp_path / "per_sample.csv").open()))
+    assert sorted({r["frame"] for r in rows}) == ["0", "1", "2", "3", "4"]
+    first = json.loads(gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", tmp_path / "f", "--segmenter",
+                             "threshold", "--map", "av", "--sampler", "naive", "--json").stdout)
+    assert next(r for r in first["results"] if r["sampler"] is None)["n"] == 4
