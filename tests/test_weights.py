@@ -46,7 +46,11 @@ def test_table_matches_the_sources() -> None:
     from torchvggish.torchvggish import VGGISH_WEIGHTS
     from torchvision.models import ResNet18_Weights
 
-    assert set(weights.WEIGHTS) == {"sam_vit_h", "sam_vit_l", "sam_vit_b", "vggish", "resnet18_imagenet"}
+    lists = {f"subset_{name}" for name in ("vggss_10k", "vggss_144k", "vggss_heard_test", "vggss_unheard_test")}
+    assert set(weights.WEIGHTS) == {"sam_vit_h", "sam_vit_l", "sam_vit_b", "vggish", "resnet18_imagenet"} | lists
+    ten_k = weights.WEIGHTS["subset_vggss_10k"]
+    assert ten_k.url.startswith("https://raw.githubusercontent.com/stoneMo/EZ-VSL/") and ten_k.url.endswith("/metadata/vggss_10k.txt")
+    assert weights.expected_sha256(ten_k) is None  # no published checksum; the URL pins a commit
     sam_h = weights.WEIGHTS["sam_vit_h"]
     assert sam_h.url == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"
     assert sam_h.size == 2_564_550_879
