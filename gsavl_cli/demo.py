@@ -122,7 +122,8 @@ def run_demo(
     trained_eval = run_evaluation(checkpoint=checkpoint, out=folder / "eval", report=True, **common)
     say("5/6 the same evaluation for the untrained model and the centre prior")
     untrained_eval = run_evaluation(checkpoint=untrained, out=folder / "eval_untrained", report=False, **common)
-    centre = centre_prior_metrics(data, validation_ids(data, "test"))
+    test_ids = validation_ids(data, "test")
+    centre = centre_prior_metrics(data, test_ids)
     say("6/6 localize one test clip")
     test_clip = next(c for c in clips if c.split == "test")
     outputs = {"mask": folder / "mask.png", "overlay": folder / "overlay.png", "heatmap": folder / "heatmap.png",
@@ -138,6 +139,7 @@ def run_demo(
         "trained": _headline(trained_eval, "prob"),
         "untrained": _headline(untrained_eval, "prob"),
         "centre_prior": {"pointing_game": centre["pointing_game"], "ciou": centre["ciou"], "miou": centre["miou"], "fscore": centre["fscore"]},
+        "chance_pointing": chance_pointing(data, test_ids),
         "outputs": {k: str(v) for k, v in outputs.items()},
     }
 

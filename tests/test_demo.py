@@ -27,9 +27,34 @@ def test_demo_trains_a_better_localizer(tmp_path):
         assert {"pointing_game", "miou"} <= set(metrics)
     data = tmp_path / "world.h5"
     chance = chance_pointing(data, validation_ids(data, "test"))
+    assert summary["chance_pointing"] == chance
     assert chance < 0.1  # the sounding objects are small: a random point rarely hits one
     # The trained localizer points at the sounding object far more often than before
     # training, than chance, and than the centre prior (fixed seed: deterministic here).
     assert trained["pointing_game"] >= untrained["pointing_game"] + 0.15
     assert trained["pointing_game"] >= chance + 0.2
     assert trained["pointing_game"] > centre["pointing_game"]
+    # Heatmap IoU at half the normalised maximum, computed here independently of `eval`.
+    trained_iou = _heatmap_iou(data, Path(summary["outputs"]["checkpoint"]))
+    untrained_iou = _heatmap_iou(data, tmp_path / "untrained.pt")
+    assert trained_iou >= untrained_iou + 0.05
+    assert trained_iou >= 2 * chance  # chance: the IoU of predicting the whole frame
+
+
+def _heatmap_iou(data: Path, checkpoint: Path) -> float:
+    import torch
+
+    from gsavl_cli import metrics
+    from gsavl_cli.evaluate import ground_truth
+    from gsavl_cli.pipeline import batch_heatmaps, load_models
+    from gsavl_cli.store import open_store
+
+    models = load_models(checkpoint, "cpu", ("av",))
+    ious = []
+    with open_store(data) as store:
+        for clip in validation_ids(data, "test"):
+            item = store.read(clip, ("first_frame", "vggish", "masks", "mask_frames"))
+            gt = ground_truth(item, item["first_frame"].shape[:2])
+            heat = batch_heatmaps(models, [item["first_frame"]], [torch.from_numpy(item["vggish"])], ("av",))["av"][0].numpy()
+            ious.append(metrics.mask_iou(heat >= 0.5, gt))
+    return float(np.mean(ious))
