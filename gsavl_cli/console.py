@@ -67,6 +67,12 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
+        except OSError as exc:  # disk full, permission denied, ...: the system's words suffice
+            if OPTIONS.verbose:
+                err.print(traceback.format_exc(), markup=False)
+            where = f": {exc.filename}" if exc.filename else ""
+            err.print(f"[bold red]error:[/] {exc.strerror or exc}{where}")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

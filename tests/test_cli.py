@@ -206,3 +206,10 @@ def test_eval_all_annotated_frames(world_h5, checkpoint, tmp_path):
     first = json.loads(gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", tmp_path / "f", "--segmenter",
                              "threshold", "--map", "av", "--sampler", "naive", "--json").stdout)
     assert next(r for r in first["results"] if r["sampler"] is None)["n"] == 4
+
+
+def test_unwritable_output_is_one_line(synthetic_world, checkpoint):
+    clip = next(c for c in synthetic_world.clips if c.split == "test")
+    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(checkpoint), "--map", "av",
+                                 "--segmenter", "threshold", "-o", "/proc/forbidden/mask.png"])
+    assert result.exit_code == 1 and "error:" in result.output and "Traceback" not in result.output
