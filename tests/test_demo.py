@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from gsavl_cli.cli import app
@@ -12,6 +13,7 @@ from gsavl_cli.evaluate import validation_ids
 from gsavl_cli.media import read_image
 
 
+@pytest.mark.slow
 def test_demo_trains_a_better_localizer(tmp_path):
     result = CliRunner().invoke(app, ["-q", "demo", str(tmp_path), "--json"])
     assert result.exit_code == 0, (result.output, result.exception)
