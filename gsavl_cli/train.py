@@ -158,15 +158,16 @@ def _train_epoch(model, loader, optimizer, cfg: TrainConfig, on_step: Callable[[
         with _autocast(cfg.device):
             img_maps, aud = model(images, audio, lengths)
             loss, _ = module.loss(img_maps.float(), aud.float())
-        if not torch.isfinite(loss):
-            raise GsavlError(f"the loss became {loss.item()} at step {step}", hint="lower --lr")
+        value = loss.item()  # one device sync per step
+        if not math.isfinite(value):
+            raise GsavlError(f"the loss became {value} at step {step}", hint="lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(images)
+        total += value * len(images)
         count += len(images)
         if on_step is not None:
-            on_step(len(images), loss.item())
+            on_step(len(images), value)
         tick = time.perf_counter()
     seconds = time.perf_counter() - start
     return total / max(count, 1), count, seconds, waited / max(seconds, 1e-9)
