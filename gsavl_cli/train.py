@@ -137,8 +137,9 @@ def _loader(dataset: AudioVisualClips, cfg: TrainConfig, generator: torch.Genera
 
 
 def _autocast(device: str) -> torch.autocast:
-    """bf16 on CUDA only: on the CPU it is many times slower (see docs/performance.md)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+    """bf16 on CUDA GPUs that support it; fp32 elsewhere (on the CPU bf16 is many times slower)."""
+    enabled = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
 
 
 def _train_epoch(model, loader, optimizer, cfg: TrainConfig, on_step: Callable[[int, float], None] | None) -> tuple[float, int, float, float]:

@@ -183,3 +183,23 @@ def test_training_data_without_the_needed_features_is_refused(tmp_path):
             del group["vggish"]
     with pytest.raises(UsageError, match="no vggish arrays"):
         AudioVisualClips(out, open_store(out).ids, "vggish", test_transform(64))
+
+
+def test_very_short_clip_and_odd_sample_rate(tmp_path):
+    """0.3 s of audio still gives one log-mel example and a full spectrogram (tiled);
+    11.025 kHz audio is resampled to 16 kHz by ffmpeg."""
+    from gsavl_cli.synthetic import write_video
+
+    frames = np.full((3, 32, 48, 3), 90, np.uint8)
+    t = np.arange(int(0.3 * 11025)) / 11025
+    write_video(tmp_path / "short clip.mkv", frames, 10, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), sample_rate=11025)
+    long_t = np.arange(2 * 11025) / 11025
+    write_video(tmp_path / "odd rate.mp4", np.repeat(frames, 7, axis=0), 10, (0.3 * np.sin(2 * np.pi * 300 * long_t)).astype(np.float32), sample_rate=11025)
+    layout, clips = discover(tmp_path)
+    result = run_preprocess(clips, tmp_path / "o.h5", make_settings(layout))
+    assert result.written == 2, result.failed
+    with open_store(tmp_path / "o.h5") as store:
+        short, odd = store["short clip"], store["odd rate"]
+    assert short["vggish"].shape == (1, 96, 64) and short["spectrogram"].shape == (257, 200)
+    assert abs(len(short["waveform"]) - 0.3 * 16000) < 0.05 * 16000
+    assert odd["vggish"].shape == (2, 96, 64) and abs(len(odd["waveform"]) - 2 * 16000) < 0.05 * 16000
