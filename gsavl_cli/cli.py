@@ -219,7 +219,7 @@ def train(
     resnet_checkpoint: Annotated[Optional[Path], typer.Option(help="ImageNet ResNet-18 weights file (else cache or download).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")] = None,
     subset: SubsetOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the final epoch's log as JSON on stdout.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the checkpoint path and every epoch's log as JSON on stdout.")] = False,
 ) -> None:
     """Train the audio-visual localizer, self-supervised (no labels needed)."""
     from .console import resolve_device
