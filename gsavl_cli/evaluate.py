@@ -183,8 +183,8 @@ class EmbeddingCache:
 
     def get(self, clip_id: str) -> ImageEmbedding | None:
         name = clip_id.replace("/", "|")
-        if name not in self.file:
-            return None
+        if name not in self.file or "original_size" not in self.file[name].attrs:
+            return None  # absent, or cut short by a crash before its sizes were written
         ds = self.file[name]
         return ImageEmbedding(torch.from_numpy(ds[()].astype(np.float32)), tuple(ds.attrs["input_size"]), tuple(ds.attrs["original_size"]))
 
