@@ -28,6 +28,7 @@ from .datasets import filter_subset
 from .errors import GsavlError, UsageError
 from .evaluate import heatmap_metrics, validation_ids
 from .features import train_transform
+from .media import write_atomic
 from .model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
 from .store import open_store
 
@@ -212,7 +213,7 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
     wrapped = DistributedDataParallel(model) if world > 1 else model
     loader = _loader(dataset, cfg, generator, world, rank)
     if rank == 0:
-        (cfg.out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+        write_atomic(cfg.out / "config.json", json.dumps(cfg.to_json(), indent=2).encode("utf-8"))
     for epoch in range(int(state["epoch"]) + 1, cfg.epochs + 1):
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
