@@ -453,9 +453,9 @@ def demo(
         table.add_row("random point", _fmt(summary["chance_pointing"]), "-", "-")
         err.print(table)
         if summary["segmenter"] == "threshold":
-            err.print("[dim]The synthetic objects cover ~6 % of the frame and the median threshold keeps half of it, so cIoU and the\n"
-                      "threshold segmenter's mIoU stay near that fraction: the pointing game shows what training changed.\n"
-                      "With SAM weights in the cache (or --sam-checkpoint) the masks come from SAM.[/]")
+            err.print("[dim]The synthetic objects cover about 5 % of the frame and the median threshold keeps half of it, "
+                      "so cIoU and the threshold segmenter's mIoU stay near that fraction: the pointing game shows what "
+                      "training changed. With SAM weights in the cache (or --sam-checkpoint) the masks come from SAM.[/]")
         for name, path in summary["outputs"].items():
             err.print(f"{name:>10}: {path}")
     if json_output:
