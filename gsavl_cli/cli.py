@@ -268,13 +268,13 @@ def train(
         print_json({"checkpoint": str(checkpoint), "epochs": [asdict(x) for x in logs]})
 
 
-def _sampler_choices(text: str, params: list[str]):
+def _sampler_choices(text: str, params: list[str] | None):
     from .evaluate import SamplerChoice
     from .samplers import get_sampler
 
     names = [n.strip() for n in text.split(",") if n.strip()]
     parsed: dict[str, str] = {}
-    for item in params:
+    for item in params or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--param needs KEY=VALUE, got {item!r}", hint="e.g. --param n=5 or --param prob.n=5")
@@ -295,7 +295,7 @@ def _sampler_choices(text: str, params: list[str]):
 
 
 SamplerOpt = Annotated[str, typer.Option("--sampler", help="Prompt sampler(s), comma-separated; see `gsavl samplers`.")]
-ParamOpt = Annotated[list[str], typer.Option("--param", help="Sampler parameter KEY=VALUE or SAMPLER.KEY=VALUE (repeatable).")]
+ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Sampler parameter KEY=VALUE or SAMPLER.KEY=VALUE (repeatable).")]
 SegmenterOpt = Annotated[str, typer.Option(help="sam, or threshold (heatmap >= median; no SAM weights needed).")]
 SamModelOpt = Annotated[str, typer.Option(help="SAM size: vit_h (paper), vit_l or vit_b.")]
 SamCkptOpt = Annotated[Optional[Path], typer.Option(help="SAM weights file (else the torch hub cache, else download).")]
@@ -318,7 +318,7 @@ def evaluate_command(
     frames: Annotated[str, typer.Option(help="first: each clip's first frame (GSAVL protocol); all: every annotated frame with its own second of audio (AVS benchmark, e.g. S4/MS3 test).")] = "first",
     maps: Annotated[str, typer.Option("--map", help="Heatmaps, comma-separated: av, obj, avobj.")] = "av,obj,avobj",
     sampler: SamplerOpt = "naive,grid,prob",
-    param: ParamOpt = [],
+    param: ParamOpt = None,
     segmenter: SegmenterOpt = "sam",
     sam_model: SamModelOpt = "vit_h",
     sam_checkpoint: SamCkptOpt = None,
@@ -382,7 +382,7 @@ def localize(
     time_: Annotated[Optional[float], typer.Option("--time", help="Frame time in seconds (default: the first frame; audio centred on it).")] = None,
     map_: Annotated[str, typer.Option("--map", help="Heatmap to prompt from: av, obj or avobj (paper).")] = "avobj",
     sampler: SamplerOpt = "prob",
-    param: ParamOpt = [],
+    param: ParamOpt = None,
     negatives: Annotated[int, typer.Option(help="Negative prompts from the coldest heatmap region.")] = 0,
     segmenter: SegmenterOpt = "sam",
     sam_model: SamModelOpt = "vit_h",
