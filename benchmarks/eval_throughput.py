@@ -1,7 +1,7 @@
 """Frames/s of the whole evaluation loop (`gsavl eval`): heatmaps, SAM, samplers, metrics.
 
 Renders N annotated synthetic test frames (AVSBench-S4 layout, 224x224 like S4),
-preprocesses them, then runs `gsavl_cli.evaluate.evaluate` with the av map and the
+preprocesses them, then runs `gsavl_cli.commands.evaluate.evaluate` with the av map and the
 naive, grid and prob samplers, a random-init localizer and a random-weight SAM
 (`--sam-model tiny` is a toy SAM for a quick check). Extrapolates to the 740 frames
 of the S4 test split.
@@ -18,12 +18,12 @@ import torch
 from segment_anything import sam_model_registry
 
 import _common
-from gsavl_cli import synthetic
-from gsavl_cli.datasets import discover
-from gsavl_cli.evaluate import EvalSettings, SamplerChoice, evaluate, validation_ids
+from gsavl_cli.data import synthetic
+from gsavl_cli.io.layouts import discover
+from gsavl_cli.commands.evaluate import EvalSettings, SamplerChoice, evaluate, validation_ids
 from gsavl_cli.model import build_localizer, config_from_preset
 from gsavl_cli.pipeline import Models
-from gsavl_cli.preprocess import make_settings, run_preprocess
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.segment import SAM_ARCHS, SamSegmenter, build_tiny_sam
 
 S4_TEST_FRAMES = 740

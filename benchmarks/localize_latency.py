@@ -19,8 +19,10 @@ import torch
 from segment_anything import sam_model_registry
 
 import _common
-from gsavl_cli import media, samplers, synthetic
-from gsavl_cli.localize_run import EZVSL_SECONDS
+from gsavl_cli.io import media
+from gsavl_cli import samplers
+from gsavl_cli.data import synthetic
+from gsavl_cli.commands.localize import EZVSL_SECONDS
 from gsavl_cli.model import build_localizer, config_from_preset
 from gsavl_cli.pipeline import Models, audio_features, batch_heatmaps
 from gsavl_cli.segment import SAM_ARCHS, SamSegmenter

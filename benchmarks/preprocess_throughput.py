@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 
 import _common
-from gsavl_cli import synthetic
-from gsavl_cli.datasets import discover
-from gsavl_cli.media import ffmpeg_encoders
-from gsavl_cli.preprocess import make_settings, run_preprocess
+from gsavl_cli.data import synthetic
+from gsavl_cli.io.layouts import discover
+from gsavl_cli.io.media import ffmpeg_encoders
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 
 
 def render(folder: Path, clips: int, seconds: float, width: int, height: int) -> float:

@@ -15,11 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import _common
-from gsavl_cli import synthetic
-from gsavl_cli.datasets import discover
+from gsavl_cli.data import synthetic
+from gsavl_cli.io.layouts import discover
 from gsavl_cli.model import config_from_preset
-from gsavl_cli.preprocess import make_settings, run_preprocess
-from gsavl_cli.train import EpochLog, TrainConfig, train
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.commands.train import EpochLog, TrainConfig, train
 
 
 def build_store(root: Path, clips: int, width: int, height: int) -> Path:

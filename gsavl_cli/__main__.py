@@ -1,5 +1,5 @@
 """`python -m gsavl_cli` (and `torchrun -m gsavl_cli`) runs the CLI."""
 
-from .cli import main
+from gsavl_cli.cli import main
 
 main()

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from . import __version__
-from .console import OPTIONS, err, handle_errors, info, out, print_json, progress, rate
-from .errors import UsageError
+from gsavl_cli import __version__
+from gsavl_cli.console import OPTIONS, err, handle_errors, info, out, print_json, progress, rate
+from gsavl_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from .preprocess import PreprocessResult
+    from gsavl_cli.commands.preprocess import PreprocessResult
 
 app = typer.Typer(
     name="gsavl",
@@ -83,8 +83,8 @@ def preprocess(
 
     Re-running the same command resumes: clips already in the file are skipped.
     """
-    from .datasets import discover
-    from .preprocess import make_settings, run_preprocess
+    from gsavl_cli.io.layouts import discover
+    from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 
     if annotations is not None and not annotations.exists():
         raise UsageError(f"annotations file not found: {annotations}")
@@ -141,7 +141,7 @@ def inspect(
     json_output: Annotated[bool, typer.Option("--json", help="Print everything as JSON on stdout.")] = False,
 ) -> None:
     """Show a data file's settings, clip count, and each clip's arrays and annotations."""
-    from .store import open_store
+    from gsavl_cli.io.store import open_store
 
     with open_store(file) as store:
         shown = store.ids if clips < 0 else store.ids[:clips]
@@ -172,8 +172,8 @@ NAMED_SUBSETS = {"vggsound10k": "vggss_10k", "vggsound144k": "vggss_144k"}
 
 def _default_subset(dataset: str) -> str | None:
     """Named VGGSound datasets use EZ-VSL's published lists when they can be had."""
-    from .errors import WeightsError
-    from .weights import resolve_weights
+    from gsavl_cli.errors import WeightsError
+    from gsavl_cli.weights import resolve_weights
 
     name = NAMED_SUBSETS.get(dataset)
     if name is None:
@@ -222,10 +222,10 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print the checkpoint path and every epoch's log as JSON on stdout.")] = False,
 ) -> None:
     """Train the audio-visual localizer, self-supervised (no labels needed)."""
-    from .console import resolve_device
-    from .datasets import resolve_dataset
-    from .model import config_from_preset
-    from .train import TrainConfig, train as run_training
+    from gsavl_cli.console import resolve_device
+    from gsavl_cli.io.layouts import resolve_dataset
+    from gsavl_cli.model import config_from_preset
+    from gsavl_cli.commands.train import TrainConfig, train as run_training
 
     data = resolve_dataset(dataset)
     subset = subset or _default_subset(dataset)
@@ -269,8 +269,8 @@ def train(
 
 
 def _sampler_choices(text: str, params: list[str] | None):
-    from .evaluate import SamplerChoice
-    from .samplers import get_sampler
+    from gsavl_cli.commands.evaluate import SamplerChoice
+    from gsavl_cli.samplers import get_sampler
 
     names = [n.strip() for n in text.split(",") if n.strip()]
     parsed: dict[str, str] = {}
@@ -336,10 +336,10 @@ def evaluate_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout too.")] = False,
 ) -> None:
     """Evaluate heatmaps and masks: IoU/F (AVSBench), cIoU/AP50/AUC (VGG-SS), pointing game."""
-    from .console import resolve_device
-    from .datasets import resolve_dataset
-    from .evaluation_run import run_evaluation
-    from .pipeline import parse_maps
+    from gsavl_cli.console import resolve_device
+    from gsavl_cli.io.layouts import resolve_dataset
+    from gsavl_cli.commands.evaluate_run import run_evaluation
+    from gsavl_cli.pipeline import parse_maps
 
     result = run_evaluation(
         data=resolve_dataset(dataset), checkpoint=checkpoint, out=out, split=split, maps=parse_maps(maps),
@@ -396,9 +396,9 @@ def localize(
     prior_checkpoint: PriorCkptOpt = None,
 ) -> None:
     """Find the sounding object in a clip and write its pixel mask."""
-    from .console import resolve_device
-    from .localize_run import LocalizeOptions, localize_clips
-    from .pipeline import parse_maps
+    from gsavl_cli.console import resolve_device
+    from gsavl_cli.commands.localize import LocalizeOptions, localize_clips
+    from gsavl_cli.pipeline import parse_maps
 
     options = LocalizeOptions(
         checkpoint=checkpoint, time=time_, map_name=parse_maps(map_)[0], samplers=_sampler_choices(sampler, param)[:1],
@@ -416,7 +416,7 @@ def list_samplers_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON on stdout.")] = False,
 ) -> None:
     """List the prompt samplers (built in and from plugins) with their parameters."""
-    from .samplers import list_samplers
+    from gsavl_cli.samplers import list_samplers
 
     found = list_samplers()
     if json_output:
@@ -440,8 +440,8 @@ def demo(
     json_output: Annotated[bool, typer.Option("--json", help="Print the metrics and output paths as JSON on stdout.")] = False,
 ) -> None:
     """Run the whole pipeline offline on a synthetic audio-visual world (about 3 minutes on 2 CPU cores)."""
-    from .console import resolve_device
-    from .demo import DemoConfig, run_demo
+    from gsavl_cli.console import resolve_device
+    from gsavl_cli.commands.demo import DemoConfig, run_demo
 
     summary = run_demo(folder, DemoConfig(n_train=train_clips, n_test=test_clips, epochs=epochs, seed=OPTIONS.seed % 1000),
                        device=resolve_device(), sam_model=sam_model, sam_checkpoint=sam_checkpoint, progress=progress, say=info)

@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .errors import GsavlError
+from gsavl_cli.errors import GsavlError
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
@@ -112,7 +112,7 @@ def resolve_device(name: str | None = None) -> str:
     """`auto` means the first CUDA device when there is one."""
     import torch
 
-    from .errors import UsageError
+    from gsavl_cli.errors import UsageError
 
     name = name or OPTIONS.device
     if name == "auto":

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import features
-from .errors import UsageError
-from .model import ModelConfig, Localizer, ObjectPrior, build_object_prior, heatmaps, load_checkpoint
+from gsavl_cli.data import features
+from gsavl_cli.errors import UsageError
+from gsavl_cli.model import ModelConfig, Localizer, ObjectPrior, build_object_prior, heatmaps, load_checkpoint
 
 MAPS = ("av", "obj", "avobj")
 
@@ -110,7 +110,7 @@ SEGMENTERS = ("sam", "threshold")
 
 def make_segmenter(kind: str, device: str, *, sam_model: str = "vit_h", sam_checkpoint: Path | None = None):
     """SAM (weights through the resolver) or the labelled no-SAM threshold baseline."""
-    from .segment import SamSegmenter, ThresholdSegmenter, load_sam
+    from gsavl_cli.segment import SamSegmenter, ThresholdSegmenter, load_sam
 
     if kind == "threshold":
         return ThresholdSegmenter(device=device)

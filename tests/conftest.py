@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import pytest
 
-from gsavl_cli.synthetic import RenderedClip, SyntheticClip, WorldConfig, render_clip, render_world
+from gsavl_cli.data.synthetic import RenderedClip, SyntheticClip, WorldConfig, render_clip, render_world
 
 
 class World(NamedTuple):

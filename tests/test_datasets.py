@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gsavl_cli.datasets import detect_layout, discover, read_vggss_annotations, vggsound_key
+from gsavl_cli.io.layouts import detect_layout, discover, read_vggss_annotations, vggsound_key
 from gsavl_cli.errors import UsageError
-from gsavl_cli.media import write_png
-from gsavl_cli.preprocess import make_settings, run_preprocess
-from gsavl_cli.store import open_store
+from gsavl_cli.io.media import write_png
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.io.store import open_store
 
 H, W = 24, 32
 
@@ -171,8 +171,8 @@ def test_interrupted_preprocess_resumes(tmp_path):
 def test_training_data_without_the_needed_features_is_refused(tmp_path):
     import h5py
 
-    from gsavl_cli.data import AudioVisualClips
-    from gsavl_cli.features import test_transform
+    from gsavl_cli.data.clips import AudioVisualClips
+    from gsavl_cli.data.features import test_transform
 
     make_ms3(tmp_path)
     layout, clips = discover(tmp_path)
@@ -188,7 +188,7 @@ def test_training_data_without_the_needed_features_is_refused(tmp_path):
 def test_very_short_clip_and_odd_sample_rate(tmp_path):
     """0.3 s of audio still gives one log-mel example and a full spectrogram (tiled);
     11.025 kHz audio is resampled to 16 kHz by ffmpeg."""
-    from gsavl_cli.synthetic import write_video
+    from gsavl_cli.data.synthetic import write_video
 
     frames = np.full((3, 32, 48, 3), 90, np.uint8)
     t = np.arange(int(0.3 * 11025)) / 11025

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gsavl_cli.cli import app
-from gsavl_cli.demo import chance_pointing
-from gsavl_cli.evaluate import validation_ids
-from gsavl_cli.media import read_image
+from gsavl_cli.commands.demo import chance_pointing
+from gsavl_cli.commands.evaluate import validation_ids
+from gsavl_cli.io.media import read_image
 
 
 @pytest.mark.slow
@@ -47,9 +47,9 @@ def _heatmap_iou(data: Path, checkpoint: Path) -> float:
     import torch
 
     from gsavl_cli import metrics
-    from gsavl_cli.evaluate import ground_truth
+    from gsavl_cli.commands.evaluate import ground_truth
     from gsavl_cli.pipeline import batch_heatmaps, load_models
-    from gsavl_cli.store import open_store
+    from gsavl_cli.io.store import open_store
 
     models = load_models(checkpoint, "cpu", ("av",))
     ious = []

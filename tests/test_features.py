@@ -8,7 +8,7 @@ from torchvggish import mel_features, vggish_input
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from gsavl_cli import features
+from gsavl_cli.data import features
 from gsavl_cli.errors import UsageError
 
 SR = 16000

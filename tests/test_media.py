@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gsavl_cli import media
+from gsavl_cli.io import media
 from gsavl_cli.errors import MediaError
-from gsavl_cli.synthetic import write_video
+from gsavl_cli.data.synthetic import write_video
 
 FPS = 8
 

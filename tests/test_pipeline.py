@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from gsavl_cli.features import ezvsl_spectrogram
+from gsavl_cli.data.features import ezvsl_spectrogram
 from gsavl_cli.model import config_from_preset
 from gsavl_cli.pipeline import audio_at, window_around
 

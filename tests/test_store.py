@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gsavl_cli.errors import UsageError
-from gsavl_cli.store import ClipRecord, StoreWriter, open_store
+from gsavl_cli.io.store import ClipRecord, StoreWriter, open_store
 
 SETTINGS = {"sample_rate": 16000, "layout": "folder", "frame_times": [0.0]}
 
@@ -105,7 +105,7 @@ def test_killed_writer_leaves_a_valid_file(tmp_path):
         f"""
         import os, signal, sys
         sys.path.insert(0, {str(tmp_path)!r})
-        from gsavl_cli.store import StoreWriter
+        from gsavl_cli.io.store import StoreWriter
         from test_helper_records import make_record
         w = StoreWriter({str(path)!r}, {SETTINGS!r})
         for i in range(3):
@@ -115,7 +115,7 @@ def test_killed_writer_leaves_a_valid_file(tmp_path):
     )
     helper = tmp_path / "test_helper_records.py"
     helper.write_text(
-        "import numpy as np\nfrom gsavl_cli.store import ClipRecord\n"
+        "import numpy as np\nfrom gsavl_cli.io.store import ClipRecord\n"
         + "\n".join(line for line in textwrap.dedent(_record_source()).splitlines())
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)

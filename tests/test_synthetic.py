@@ -10,9 +10,11 @@ import pytest
 import torch
 import torchaudio
 
-from gsavl_cli import media, synthetic
+from gsavl_cli.io import media
+
+from gsavl_cli.data import synthetic
 from gsavl_cli.errors import MediaError, UsageError
-from gsavl_cli.synthetic import CLASS_SPECS, CLASSES, WorldConfig, class_sound, render_world
+from gsavl_cli.data.synthetic import CLASS_SPECS, CLASSES, WorldConfig, class_sound, render_world
 
 TINY = dict(n_train=2, n_val=0, n_test=2, n_classes=3, width=64, height=48)
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from gsavl_cli.datasets import discover
+from gsavl_cli.io.layouts import discover
 from gsavl_cli.errors import UsageError
 from gsavl_cli.model import config_from_preset, load_checkpoint
-from gsavl_cli.preprocess import make_settings, run_preprocess
-from gsavl_cli.train import TrainConfig, train
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.commands.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def _free_port() -> int:
 def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
     import os
 
-    import gsavl_cli.train as T
+    import gsavl_cli.commands.train as T
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)

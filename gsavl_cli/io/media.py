@@ -24,6 +24,7 @@ import torch
 import torchvision.io as tvio
 
 from gsavl_cli.errors import MediaError
+from gsavl_cli.io.files import temp_sibling, write_atomic
 
 _GLOBAL_ARGS = ("-nostdin", "-hide_banner")
 _NOISE_LINES = (
@@ -348,23 +349,6 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """A binary mask PNG (0/255 grey, as in AVSBench) as [H,W] bool."""
     return read_image(path, mode="GRAY") > 127
-
-
-def temp_sibling(path: Path) -> Path:
-    """A unique hidden path next to `path` with the same suffix (so ffmpeg infers the format)."""
-    return path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{path.suffix}")
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes so that readers never see a half-written file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -11,13 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from . import media, samplers
-from .datasets import VIDEO_SUFFIXES
-from .errors import UsageError
-from .evaluate import SamplerChoice
-from .media import write_atomic, write_png
-from .pipeline import audio_at, batch_heatmaps, load_models, make_segmenter
-from .visual import colourise, overlay as draw_overlay
+from gsavl_cli.io import media
+
+from gsavl_cli import samplers
+from gsavl_cli.io.layouts import VIDEO_SUFFIXES
+from gsavl_cli.errors import UsageError
+from gsavl_cli.commands.evaluate import SamplerChoice
+from gsavl_cli.io.media import write_atomic, write_png
+from gsavl_cli.pipeline import audio_at, batch_heatmaps, load_models, make_segmenter
+from gsavl_cli.viz.drawing import colourise, overlay as draw_overlay
 
 @dataclass
 class LocalizeOptions:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from gsavl_cli.errors import UsageError
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
 LAYOUTS = ("auto", "folder", "avsbench-s4", "avsbench-ms3", "avsbench-semantic", "vggsound")
@@ -240,7 +240,7 @@ def detect_layout(source: Path) -> str:
 def read_subset(path: Path) -> set[str]:
     """A clip-id list, one per line (or CSV whose first column is the id)."""
     if not path.exists():
-        from .weights import SUBSET_LISTS
+        from gsavl_cli.weights import SUBSET_LISTS
 
         raise UsageError(f"subset list not found: {path}", hint=f"pass a file of clip ids, or one of: {', '.join(SUBSET_LISTS)}")
     try:
@@ -252,7 +252,7 @@ def read_subset(path: Path) -> set[str]:
 
 def resolve_subset(value: str | Path) -> set[str]:
     """Clip ids from a file, or from a published list by name (downloaded once into the cache)."""
-    from .weights import SUBSET_LISTS, resolve_weights
+    from gsavl_cli.weights import SUBSET_LISTS, resolve_weights
 
     if str(value) in SUBSET_LISTS:
         return read_subset(resolve_weights(f"subset_{value}"))

@@ -19,9 +19,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import __version__
-from .errors import UsageError
-from .media import decode_image, encode_image
+from gsavl_cli import __version__
+from gsavl_cli.errors import UsageError
+from gsavl_cli.io.media import decode_image, encode_image
 
 SCHEMA_VERSION = 1
 _CLIPS = "clips"

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from gsavl_cli.errors import MediaError, UsageError
-from gsavl_cli.media import (
+from gsavl_cli.io.media import (
     ffmpeg_command,
     ffmpeg_encoders,
     file_url,

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import features, media
-from .datasets import ClipSource
-from .errors import GsavlError, MediaError
-from .store import ClipRecord, StoreWriter
+from gsavl_cli.data import features
+
+from gsavl_cli.io import media
+from gsavl_cli.io.layouts import ClipSource
+from gsavl_cli.errors import GsavlError, MediaError
+from gsavl_cli.io.store import ClipRecord, StoreWriter
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "sample_rate": features.SAMPLE_RATE,

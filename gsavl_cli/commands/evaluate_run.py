@@ -14,14 +14,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from . import __version__
-from .datasets import filter_subset
-from .errors import UsageError
-from .evaluate import EmbeddingCache, EvalSettings, SamplerChoice, evaluate, summarise_rows, validation_ids
-from .media import write_atomic
-from .pipeline import load_models, make_segmenter
-from .report import ReportWriter
-from .train import init_distributed
+from gsavl_cli import __version__
+from gsavl_cli.io.layouts import filter_subset
+from gsavl_cli.errors import UsageError
+from gsavl_cli.commands.evaluate import EmbeddingCache, EvalSettings, SamplerChoice, evaluate, summarise_rows, validation_ids
+from gsavl_cli.io.media import write_atomic
+from gsavl_cli.pipeline import load_models, make_segmenter
+from gsavl_cli.viz.report import ReportWriter
+from gsavl_cli.commands.train import init_distributed
 
 CSV_COLUMNS = ("clip", "frame", "map", "sampler", "segmenter", "iou", "fscore", "ciou", "pointing", "score", "rounds", "mask_area", "points")
 

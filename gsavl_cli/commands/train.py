@@ -23,14 +23,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .data import AudioVisualClips, collate
-from .datasets import filter_subset
-from .errors import GsavlError, UsageError
-from .evaluate import heatmap_metrics, validation_ids
-from .features import train_transform
-from .media import write_atomic
-from .model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
-from .store import open_store
+from gsavl_cli.data.clips import AudioVisualClips, collate
+from gsavl_cli.io.layouts import filter_subset
+from gsavl_cli.errors import GsavlError, UsageError
+from gsavl_cli.commands.evaluate import heatmap_metrics, validation_ids
+from gsavl_cli.data.features import train_transform
+from gsavl_cli.io.media import write_atomic
+from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
+from gsavl_cli.io.store import open_store
 
 
 @dataclass

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .media import write_atomic, write_png
-from .visual import colourise, overlay, thumbnail
+from gsavl_cli.io.media import write_atomic, write_png
+from gsavl_cli.viz.drawing import colourise, overlay, thumbnail
 
 
 class ReportWriter:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import UsageError
-from .store import Store, open_store
+from gsavl_cli.errors import UsageError
+from gsavl_cli.io.store import Store, open_store
 
 AUDIO_ARRAY = {"vggish": "vggish", "resnet18": "spectrogram"}
 

@@ -20,13 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import metrics, samplers
-from .data import audio_array_name, require_arrays
-from .errors import UsageError
-from .model import ModelConfig
-from .pipeline import Models, audio_at, batch_heatmaps
-from .segment import ImageEmbedding
-from .store import Store, open_store
+from gsavl_cli import metrics
+
+from gsavl_cli import samplers
+from gsavl_cli.data.clips import audio_array_name, require_arrays
+from gsavl_cli.errors import UsageError
+from gsavl_cli.model import ModelConfig
+from gsavl_cli.pipeline import Models, audio_at, batch_heatmaps
+from gsavl_cli.segment import ImageEmbedding
+from gsavl_cli.io.store import Store, open_store
 
 VGGSS_GRID = 224  # the VGG-SS protocol scores heatmaps on a 224x224 grid
 

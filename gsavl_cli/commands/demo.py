@@ -16,18 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics
-from .datasets import discover
-from .errors import WeightsError
-from .evaluate import SamplerChoice, ground_truth, heatmap_row, validation_ids
-from .evaluation_run import run_evaluation
-from .localize_run import LocalizeOptions, localize_clips
-from .model import build_localizer, config_from_preset, save_checkpoint
-from .pipeline import make_segmenter
-from .preprocess import make_settings, run_preprocess
-from .store import open_store
-from .synthetic import WorldConfig, render_world
-from .train import TrainConfig, train
+from gsavl_cli import metrics
+from gsavl_cli.io.layouts import discover
+from gsavl_cli.errors import WeightsError
+from gsavl_cli.commands.evaluate import SamplerChoice, ground_truth, heatmap_row, validation_ids
+from gsavl_cli.commands.evaluate_run import run_evaluation
+from gsavl_cli.commands.localize import LocalizeOptions, localize_clips
+from gsavl_cli.model import build_localizer, config_from_preset, save_checkpoint
+from gsavl_cli.pipeline import make_segmenter
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.io.store import open_store
+from gsavl_cli.data.synthetic import WorldConfig, render_world
+from gsavl_cli.commands.train import TrainConfig, train
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The use cases behind the CLI commands: preprocess, train, evaluate, localize, demo."""

@@ -1,0 +1,1 @@
+"""What the model eats: audio front ends, image transforms, torch Datasets, the synthetic world."""

@@ -1,0 +1,23 @@
+"""THE model package, split like segment-anything's `modeling/`.
+
+- `config`: configurations and the preset registry;
+- `encoders`: ResNet-18 trunk, VGGish and spectrogram audio encoders, initialisation;
+- `localizer`: the audio-visual localizer and its MIL contrastive loss;
+- `prior`: the frozen object prior;
+- `heatmap`: coarse maps -> normalised heatmaps at the frame's size;
+- `checkpoint`: save / load (model families) and import of the original formats.
+"""
+
+from gsavl_cli.model.checkpoint import LoadedCheckpoint, load_checkpoint, register_family, save_checkpoint
+from gsavl_cli.model.config import EZVSL_SECONDS, PRESETS, ModelConfig, config_from_preset, list_presets, register_preset
+from gsavl_cli.model.encoders import identity_init
+from gsavl_cli.model.heatmap import ALIGN_CORNERS, MAP_NAMES, heatmaps, normalise_map
+from gsavl_cli.model.localizer import Localizer, build_localizer, mil_contrastive_loss
+from gsavl_cli.model.prior import ObjectPrior, build_object_prior
+
+__all__ = [
+    "ALIGN_CORNERS", "EZVSL_SECONDS", "MAP_NAMES", "PRESETS", "LoadedCheckpoint", "Localizer", "ModelConfig",
+    "ObjectPrior", "build_localizer", "build_object_prior", "config_from_preset", "heatmaps", "identity_init",
+    "list_presets", "load_checkpoint", "mil_contrastive_loss", "normalise_map", "register_family",
+    "register_preset", "save_checkpoint",
+]

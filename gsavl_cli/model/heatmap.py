@@ -1,0 +1,96 @@
+"""Heatmaps at the frame's size: av (the localizer), obj (the prior), avobj (their mix).
+
+The original's convention (METHOD.md §10), the default here: the coarse 7x7 map is
+upsampled bilinearly with `align_corners=True`, each map is min-max normalised, and
+avobj = normalise(alpha * av + (1 - alpha) * obj).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gsavl_cli.errors import UsageError
+from gsavl_cli.model.config import check_choice
+from gsavl_cli.model.localizer import Localizer
+from gsavl_cli.model.prior import ObjectPrior
+
+MAP_NAMES = ("av", "obj", "avobj")
+ALIGN_CORNERS = True
+"""The original GSAVL's upsampling convention (test.py, demo.py)."""
+
+
+def normalise_map(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise over the last two dims to [0,1]; a constant map becomes zeros."""
+    low = maps.amin(dim=(-2, -1), keepdim=True)
+    spread = maps.amax(dim=(-2, -1), keepdim=True) - low
+    return (maps - low) / torch.where(spread > 0, spread, torch.ones_like(spread))
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int], align_corners: bool = ALIGN_CORNERS) -> torch.Tensor:
+    """[B,h,w] -> [B,H,W], bilinear."""
+    return F.interpolate(maps.unsqueeze(1).float(), size=size, mode="bilinear", align_corners=align_corners)[:, 0]
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _group_by_size(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, (height, width) in enumerate(sizes):
+        groups.setdefault((int(height), int(width)), []).append(index)
+    return groups
+
+
+@torch.no_grad()
+def heatmaps(
+    localizer: Localizer | None,
+    prior: ObjectPrior | None,
+    images: torch.Tensor,
+    audio: torch.Tensor | None,
+    lengths: torch.Tensor | None,
+    sizes: Sequence[tuple[int, int]],
+    alpha: float = 0.4,
+    maps: Sequence[str] = MAP_NAMES,
+    *,
+    align_corners: bool = ALIGN_CORNERS,
+) -> dict[str, list[torch.Tensor]]:
+    """Heatmaps in [0,1] at each frame's (H,W); frames of the same size are processed together."""
+    wanted = tuple(maps)
+    for name in wanted:
+        check_choice("heatmap", name, MAP_NAMES)
+    if len(sizes) != images.shape[0]:
+        raise UsageError(f"{len(sizes)} frame sizes for {images.shape[0]} images")
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"alpha must be in [0, 1], got {alpha}")
+    need_av = "av" in wanted or "avobj" in wanted
+    need_obj = "obj" in wanted or "avobj" in wanted
+    if need_obj and prior is None:
+        raise UsageError("the obj and avobj heatmaps need the object prior")
+    coarse: dict[str, torch.Tensor] = {}
+    if need_av:
+        with eval_mode(localizer):
+            coarse["av"] = localizer.ssl_map(*localizer(images, audio, lengths))
+    if need_obj:
+        coarse["obj"] = prior(images)
+    result: dict[str, list[torch.Tensor]] = {name: [None] * len(sizes) for name in wanted}
+    for size, indices in _group_by_size(sizes).items():
+        index = torch.tensor(indices, device=images.device)
+        full = {name: normalise_map(upsample(c[index], size, align_corners)) for name, c in coarse.items()}
+        if "avobj" in wanted:
+            full["avobj"] = normalise_map(alpha * full["av"] + (1 - alpha) * full["obj"])
+        for name in wanted:
+            for position, item in enumerate(indices):
+                result[name][item] = full[name][position]
+    return result

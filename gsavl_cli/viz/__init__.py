@@ -1,0 +1,1 @@
+"""Pictures for people: overlays, heatmap colours, the HTML report."""
