@@ -1,7 +1,7 @@
 """Frames/s of the whole evaluation loop (`gsavl eval`): heatmaps, SAM, samplers, metrics.
 
 Renders N annotated synthetic test frames (AVSBench-S4 layout, 224x224 like S4),
-preprocesses them, then runs `gsavl_cli.commands.evaluate.evaluate` with the av map and the
+preprocesses them, then runs `gsavl_cli.commands.evaluate.evaluate` (the Predictor path) with the av map and the
 naive, grid and prob samplers, a random-init localizer and a random-weight SAM
 (`--sam-model tiny` is a toy SAM for a quick check). Extrapolates to the 740 frames
 of the S4 test split.
@@ -20,11 +20,12 @@ from segment_anything import sam_model_registry
 import _common
 from gsavl_cli.data import synthetic
 from gsavl_cli.io.layouts import discover
-from gsavl_cli.commands.evaluate import EvalSettings, SamplerChoice, evaluate, validation_ids
-from gsavl_cli.model import build_localizer, config_from_preset
-from gsavl_cli.pipeline import Models
+from gsavl_cli.commands.evaluate import EvalSettings, evaluate, validation_ids
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
-from gsavl_cli.segment import SAM_ARCHS, SamSegmenter, build_tiny_sam
+from gsavl_cli.model import build_localizer, config_from_preset
+from gsavl_cli.predictor import Predictor, SamplerChoice
+from gsavl_cli.segment import SAM_ARCHS, SamSegmenter
+from gsavl_cli.segment.tiny import build_tiny_sam
 
 S4_TEST_FRAMES = 740
 
@@ -57,13 +58,14 @@ def main() -> None:
     _common.setup(args)
     config = config_from_preset(args.preset)
     torch.manual_seed(0)
-    models = Models(build_localizer(config, pretrained=False).to(args.device).eval(), config, None, args.device)
     segmenter = SamSegmenter(make_sam(args.sam_model), device=args.device, bf16=args.bf16)
-    settings = EvalSettings(maps=("av",), samplers=[SamplerChoice(s.strip()) for s in args.samplers.split(",")], batch_size=args.batch_size)
+    predictor = Predictor(build_localizer(config, pretrained=False), segmenter, device=args.device)
     with tempfile.TemporaryDirectory(prefix="gsavl-bench-") as tmp:
         data, build_s = _common.timed("cpu", lambda: build_store(Path(tmp), args.frames, args.size))
+        settings = EvalSettings(data=data, checkpoint=Path("(in memory)"), maps=("av",), batch_size=args.batch_size,
+                                samplers=[SamplerChoice(s.strip()) for s in args.samplers.split(",")])
         ids = validation_ids(data, "test")
-        output, seconds = _common.timed(args.device, lambda: evaluate(models, data, ids, settings, segmenter))
+        output, seconds = _common.timed(args.device, lambda: evaluate(predictor, settings, ids))
     timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in output.timings.items()}
     per_frame = seconds / len(ids)
     figures = {

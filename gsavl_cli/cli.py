@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from gsavl_cli import __version__
+from gsavl_cli.choices import AudioMode, FrameMode, MapName, MaskChoice, SamModel, SegmenterName
 from gsavl_cli.console import OPTIONS, err, handle_errors, info, out, print_json, progress, rate
 from gsavl_cli.errors import UsageError
 
@@ -269,7 +270,7 @@ def train(
 
 
 def _sampler_choices(text: str, params: list[str] | None):
-    from gsavl_cli.commands.evaluate import SamplerChoice
+    from gsavl_cli.predictor import SamplerChoice
     from gsavl_cli.samplers import get_sampler
 
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -294,20 +295,35 @@ def _sampler_choices(text: str, params: list[str] | None):
     return choices
 
 
+def _parse_maps(text: str) -> tuple[str, ...]:
+    from gsavl_cli.model import MAP_NAMES
+
+    maps = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in maps if m not in MAP_NAMES]
+    if unknown or not maps:
+        raise UsageError(f"unknown map(s): {', '.join(unknown) or text!r}", hint=f"choose from {', '.join(MAP_NAMES)}")
+    return maps
+
+
 SamplerOpt = Annotated[str, typer.Option("--sampler", help="Prompt sampler(s), comma-separated; see `gsavl samplers`.")]
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Sampler parameter KEY=VALUE or SAMPLER.KEY=VALUE (repeatable).")]
-SegmenterOpt = Annotated[str, typer.Option(help="sam, or threshold (heatmap >= median; no SAM weights needed).")]
-SamModelOpt = Annotated[str, typer.Option(help="SAM size: vit_h (paper), vit_l or vit_b.")]
+SegmenterOpt = Annotated[SegmenterName, typer.Option(help="sam (Segment Anything), or region: the heatmap region around the prompts (no weights needed).")]
+SamModelOpt = Annotated[SamModel, typer.Option(help="SAM size: vit_h (paper), vit_l or vit_b (tiny: a test model from --sam-checkpoint).")]
 SamCkptOpt = Annotated[Optional[Path], typer.Option(help="SAM weights file (else the torch hub cache, else download).")]
-MaskChoiceOpt = Annotated[str, typer.Option(help="single (paper), score (SAM's predicted IoU) or heatmap (best agreement).")]
-CascadeOpt = Annotated[int, typer.Option(help="Cascade refinement rounds (1 = off).")]
+MaskChoiceOpt = Annotated[MaskChoice, typer.Option(help="single (paper), score (SAM's predicted IoU) or heatmap (best agreement).")]
+CascadeOpt = Annotated[int, typer.Option(min=1, help="Cascade refinement rounds (1 = off).")]
+CascadeThresholdOpt = Annotated[float, typer.Option(help="Cascade: re-prompt while mask/heatmap agreement is below this.")]
+NegativesOpt = Annotated[int, typer.Option(min=0, help="Negative prompts from the coldest heatmap region.")]
+AlphaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the audio-visual map in avobj.")]
+AlignOpt = Annotated[bool, typer.Option("--align-corners/--no-align-corners", help="Upsample the 7x7 maps with align_corners=True (the original GSAVL's convention).")]
 PriorCkptOpt = Annotated[Optional[Path], typer.Option("--resnet-checkpoint", help="ImageNet ResNet-18 weights for the object prior (else cache or download).")]
 
 
 @app.command(
     name="eval",
     epilog="Examples:\n\n  gsavl eval --dataset s4_test.h5 --checkpoint runs/s4/best.pt --out runs/s4/eval --report\n\n"
-    "  gsavl eval --dataset vggss.h5 --checkpoint best.pt --segmenter threshold --map av --out eval_vggss",
+    "  gsavl eval --dataset vggss.h5 --checkpoint best.pt --map avobj --sampler prob --out eval_vggss\n\n"
+    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio shuffled   # does the model listen?",
 )
 @handle_errors
 def evaluate_command(
@@ -315,41 +331,47 @@ def evaluate_command(
     checkpoint: Annotated[Path, typer.Option(help="Trained localizer checkpoint (best.pt).")],
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, per_sample.csv and the report.")] = Path("eval"),
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
-    frames: Annotated[str, typer.Option(help="first: each clip's first frame (GSAVL protocol); all: every annotated frame with its own second of audio (AVS benchmark, e.g. S4/MS3 test).")] = "first",
+    frames: Annotated[FrameMode, typer.Option(help="first: each clip's first frame (GSAVL protocol); all: every annotated frame with its own audio window (AVS benchmark).")] = FrameMode.first,
     maps: Annotated[str, typer.Option("--map", help="Heatmaps, comma-separated: av, obj, avobj.")] = "av,obj,avobj",
     sampler: SamplerOpt = "naive,grid,prob",
     param: ParamOpt = None,
-    segmenter: SegmenterOpt = "sam",
-    sam_model: SamModelOpt = "vit_h",
+    segmenter: SegmenterOpt = SegmenterName.sam,
+    sam_model: SamModelOpt = SamModel.vit_h,
     sam_checkpoint: SamCkptOpt = None,
-    mask_choice: MaskChoiceOpt = "single",
+    mask_choice: MaskChoiceOpt = MaskChoice.single,
     cascade_rounds: CascadeOpt = 1,
-    cascade_threshold: Annotated[float, typer.Option(help="Cascade: re-prompt while mask/heatmap agreement is below this.")] = 0.3,
-    negatives: Annotated[int, typer.Option(help="Negative prompts from the coldest heatmap region.")] = 0,
-    alpha: Annotated[float, typer.Option(help="Weight of the audio-visual map in avobj.")] = 0.4,
-    batch_size: Annotated[int, typer.Option(help="Frames per batch through the encoders.")] = 8,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N clips.")] = None,
+    cascade_threshold: CascadeThresholdOpt = 0.3,
+    negatives: NegativesOpt = 0,
+    alpha: AlphaOpt = 0.4,
+    align_corners: AlignOpt = True,
+    audio: Annotated[AudioMode, typer.Option(help="normal; silent (no sound); shuffled (each clip hears another clip's audio): shows how much a result depends on the sound.")] = AudioMode.normal,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per batch through the encoders.")] = 8,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N clips.")] = None,
     subset: SubsetOpt = None,
     embedding_cache: Annotated[Optional[Path], typer.Option(help="HDF5 file caching SAM image embeddings across runs.")] = None,
-    report: Annotated[bool, typer.Option(help="Write report.html with a thumbnail grid sortable by IoU.")] = False,
+    save_heatmaps: Annotated[Optional[Path], typer.Option(help="HDF5 file of every sample's float heatmaps (float16, KEY/MAP).")] = None,
+    report: Annotated[bool, typer.Option(help="Write report.html: frame, heatmap + prompts, predicted mask, ground truth; sortable by IoU.")] = False,
     prior_checkpoint: PriorCkptOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout too.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
 ) -> None:
     """Evaluate heatmaps and masks: IoU/F (AVSBench), cIoU/AP50/AUC (VGG-SS), pointing game."""
+    from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
     from gsavl_cli.console import resolve_device
     from gsavl_cli.io.layouts import resolve_dataset
-    from gsavl_cli.commands.evaluate_run import run_evaluation
-    from gsavl_cli.pipeline import parse_maps
 
-    result = run_evaluation(
-        data=resolve_dataset(dataset), checkpoint=checkpoint, out=out, split=split, maps=parse_maps(maps),
-        samplers=_sampler_choices(sampler, param), segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint,
-        mask_choice=mask_choice, cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, negatives=negatives,
-        alpha=alpha, batch_size=batch_size, limit=limit, embedding_cache=embedding_cache, report=report,
-        prior_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed, progress=progress, subset=subset, frames=frames,
+    settings = EvalSettings(
+        data=resolve_dataset(dataset), checkpoint=checkpoint, out=out, split=split, frames=frames,
+        maps=_parse_maps(maps), samplers=_sampler_choices(sampler, param), segmenter=segmenter.value,
+        sam_model=sam_model.value, sam_checkpoint=sam_checkpoint, mask_choice=mask_choice.value,
+        cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, negatives=negatives, alpha=alpha,
+        align_corners=align_corners, audio=audio, batch_size=batch_size, limit=limit, subset=subset,
+        embedding_cache=embedding_cache, save_heatmaps=save_heatmaps, report=report, resnet_checkpoint=prior_checkpoint,
+        device=resolve_device(), seed=OPTIONS.seed,
     )
-    _print_results(result["results"], title=f"{dataset} · {result['settings']['n_clips']} clips")
-    info(f"wrote {out / 'metrics.json'}, {out / 'per_sample.csv'}" + (f", {out / 'report.html'}" if report else ""))
+    result = run_evaluation(settings, progress=progress)
+    _print_results(result["results"], title=f"{dataset} · {result['settings']['n_clips']} clips · audio {audio.value}")
+    written = [out / "metrics.json", out / "per_sample.csv"] + ([out / "report.html"] if report else []) + ([save_heatmaps] if save_heatmaps else [])
+    info("wrote " + ", ".join(str(p) for p in written))
     if json_output:
         print_json(result)
 
@@ -370,44 +392,51 @@ def _print_results(results: list[dict], title: str) -> None:
 
 @app.command(
     epilog="Examples:\n\n  gsavl localize clip.mp4 --checkpoint best.pt --sampler prob -o mask.png\n\n"
-    "  gsavl localize clip.mp4 --checkpoint best.pt --overlay overlay.png --json result.json\n\n"
-    "  gsavl localize ./clips --checkpoint best.pt --out-dir masks/ --segmenter threshold"
+    "  gsavl localize clip.mp4 --checkpoint best.pt --overlay overlay.png --json-file result.json\n\n"
+    "  gsavl localize ./clips --checkpoint best.pt --out-dir masks/ --segmenter region"
 )
 @handle_errors
 def localize(
     clips: Annotated[list[Path], typer.Argument(help="Video file(s), or a folder of videos.")],
     checkpoint: Annotated[Path, typer.Option(help="Trained localizer checkpoint (required: never a random model).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Mask PNG for a single clip.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Mask PNG for a single clip (default: CLIP.mask.png).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option(help="Folder for the masks of several clips (CLIP.mask.png ...).")] = None,
-    time_: Annotated[Optional[float], typer.Option("--time", help="Frame time in seconds (default: the first frame; audio centred on it).")] = None,
-    map_: Annotated[str, typer.Option("--map", help="Heatmap to prompt from: av, obj or avobj (paper).")] = "avobj",
+    time_: Annotated[Optional[float], typer.Option("--time", min=0.0, help="Frame time in seconds, its audio window centred on it (default: the first frame with the clip-level audio, as eval).")] = None,
+    map_: Annotated[MapName, typer.Option("--map", help="Heatmap to prompt from: av, obj or avobj (paper).")] = MapName.avobj,
     sampler: SamplerOpt = "prob",
     param: ParamOpt = None,
-    negatives: Annotated[int, typer.Option(help="Negative prompts from the coldest heatmap region.")] = 0,
-    segmenter: SegmenterOpt = "sam",
-    sam_model: SamModelOpt = "vit_h",
+    negatives: NegativesOpt = 0,
+    segmenter: SegmenterOpt = SegmenterName.sam,
+    sam_model: SamModelOpt = SamModel.vit_h,
     sam_checkpoint: SamCkptOpt = None,
-    mask_choice: MaskChoiceOpt = "single",
+    mask_choice: MaskChoiceOpt = MaskChoice.single,
     cascade_rounds: CascadeOpt = 1,
-    alpha: Annotated[float, typer.Option(help="Weight of the audio-visual map in avobj.")] = 0.4,
+    cascade_threshold: CascadeThresholdOpt = 0.3,
+    alpha: AlphaOpt = 0.4,
+    align_corners: AlignOpt = True,
     overlay: Annotated[Optional[Path], typer.Option(help="PNG: frame + heatmap + prompts + mask outline.")] = None,
-    heatmap: Annotated[Optional[Path], typer.Option(help="PNG of the heatmap.")] = None,
-    json_file: Annotated[Optional[Path], typer.Option("--json", help="JSON file: points, labels, mask area, score, rounds, timings.")] = None,
+    heatmap: Annotated[Optional[Path], typer.Option(help="PNG of the heatmap (coloured).")] = None,
+    heatmap_npy: Annotated[Optional[Path], typer.Option(help="The float heatmap [H,W] as .npy, for analysis.")] = None,
+    json_file: Annotated[Optional[Path], typer.Option(help="JSON file: points, labels, mask area, score, rounds, timings.")] = None,
     prior_checkpoint: PriorCkptOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Find the sounding object in a clip and write its pixel mask."""
+    from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
     from gsavl_cli.console import resolve_device
-    from gsavl_cli.commands.localize import LocalizeOptions, localize_clips
-    from gsavl_cli.pipeline import parse_maps
 
-    options = LocalizeOptions(
-        checkpoint=checkpoint, time=time_, map_name=parse_maps(map_)[0], samplers=_sampler_choices(sampler, param)[:1],
-        negatives=negatives, segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint, mask_choice=mask_choice,
-        cascade_rounds=cascade_rounds, alpha=alpha, prior_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed,
+    settings = LocalizeSettings(
+        checkpoint=checkpoint, time=time_, map_name=map_.value, sampler=_sampler_choices(sampler, param)[0],
+        negatives=negatives, segmenter=segmenter.value, sam_model=sam_model.value, sam_checkpoint=sam_checkpoint,
+        mask_choice=mask_choice.value, cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, alpha=alpha,
+        align_corners=align_corners, resnet_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed,
     )
-    outputs = localize_clips(clips, options, output=output, out_dir=out_dir, overlay=overlay, heatmap=heatmap, json_file=json_file, progress=progress)
-    for item in outputs:
-        info(f"{item['clip']}: mask {item['mask']} ({item['mask_area']} px, {item['segmenter']})")
+    outputs = LocalizeOutputs(output, out_dir, overlay, heatmap, heatmap_npy, json_file)
+    results = localize_clips(clips, settings, outputs, progress=progress)
+    for item in results:
+        info(f"{item['clip']}: mask {item['mask']} ({item['mask_area']} px, {item['segmenter']} segmenter, {item['sampler']} on {item['map']})")
+    if json_output:
+        print_json(results if len(results) > 1 else results[0])
 
 
 @app.command(name="samplers")

@@ -277,34 +277,79 @@ def naive(heatmap: torch.Tensor, generator: torch.Generator) -> Prompts:
 
 @register_sampler("grid")
 def grid(heatmap: torch.Tensor, generator: torch.Generator, dist: int = 10) -> Prompts:
-    """The argmax plus the best of its 8 neighbours `dist` pixels away, clamped to the image (2 points)."""
+    """The argmax plus the best of its 8 neighbours `dist` pixels away, clamped to the image (2 points).
+
+    The original's rule (METHOD.md §10): the candidates' columns are x-d, x, x+d and
+    their rows y-d, y, y+d, each clamped to the image; they are scanned column outer,
+    row inner (for dx in (-d, 0, d): for dy in (-d, 0, d)); a candidate whose clamped
+    position is the peak itself is skipped; the first strictly larger value wins, so
+    ties go to the earliest candidate in that scan, and a neighbour equal to the peak's
+    value counts like any other. The original started from "best so far = 0" and
+    crashed when no neighbour was > 0; here the first maximum in scan order is taken
+    then too (identical whenever the original returned). A 1x1 map gives the peak alone.
+    """
     if dist < 1:
         raise UsageError(f"grid: dist must be >= 1, got {dist}")
     height, width = heatmap.shape
     peak = _xy(torch.argmax(heatmap.flatten()), width)
     steps = torch.tensor([-dist, 0, dist], device=heatmap.device)
-    offsets = torch.cartesian_prod(steps, steps)  # (dy, dx), row-major over the 3x3 grid
-    offsets = offsets[(offsets != 0).any(dim=1)][:, [1, 0]]  # -> (dx, dy), centre dropped
+    offsets = torch.cartesian_prod(steps, steps)  # (dx, dy): dx outer, dy inner, the original's scan
     hi = torch.tensor([width - 1, height - 1], device=heatmap.device)
-    neighbours = torch.minimum(torch.clamp(peak + offsets, min=0), hi)
-    neighbours = neighbours[(neighbours != peak).any(dim=1)]
-    if len(neighbours) == 0:
+    candidates = torch.minimum(torch.clamp(peak + offsets, min=0), hi)
+    candidates = candidates[(candidates != peak).any(dim=1)]  # clamping can land on the peak: skipped
+    if len(candidates) == 0:
         return _points(peak)
-    values = heatmap[neighbours[:, 1], neighbours[:, 0]]
-    return _points(torch.stack([peak, neighbours[torch.argmax(values)]]))
+    values = heatmap[candidates[:, 1], candidates[:, 0]]
+    first_best = torch.nonzero(values == values.max())[0, 0]  # the earliest maximum in scan order
+    return _points(torch.stack([peak, candidates[first_best]]))
+
+
+def _top_count(p: float, total: int) -> int:
+    """The original's candidate count, `total - int((1 - p) * total)`, at least 1.
+
+    With p = 0.01 this is exactly the original's `argsort(...)[int(0.99 * n):]`: 502 of
+    224 x 224 pixels, 1 of a 10 x 10 map (int(99.0) = 99).
+    """
+    if not 0.0 < p <= 1.0:
+        raise UsageError(f"prob: p must be in (0, 1], got {p}")
+    return max(1, total - int((1.0 - p) * total))
+
+
+def _top_stable(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """The last k entries of a STABLE ascending argsort, `np.argsort(flat, kind="stable")[-k:]`.
+
+    Ascending by value; equal values keep row-major order, so at the cut-off the tied
+    pixels with the HIGHEST flat indices are kept. Found by top-k plus the ties at the
+    k-th value rather than a full sort (frames can have millions of pixels).
+    """
+    kth = torch.topk(flat, k).values[-1]
+    above = torch.nonzero(flat > kth).squeeze(1)
+    tied = torch.nonzero(flat == kth).squeeze(1)
+    chosen = torch.cat([above, tied[tied.numel() - (k - above.numel()) :]])
+    chosen = torch.sort(chosen).values  # row-major order, so the stable value sort breaks ties by index
+    return chosen[torch.sort(flat[chosen], stable=True).indices]
 
 
 @register_sampler("prob")
-def prob(heatmap: torch.Tensor, generator: torch.Generator, p: float = 0.01, n: int = 3) -> Prompts:
+def prob(
+    heatmap: torch.Tensor, generator: torch.Generator, p: float = 0.01, n: int = 3, ties: bool = False
+) -> Prompts:
     """N points drawn with replacement from the top-p pixels, with probability proportional to value.
 
-    Ties with the cut-off value are candidates too; an all-zero candidate set is
-    sampled uniformly.
+    The candidates are the original's: the last `H*W - int((1 - p) * H*W)` entries of an
+    ascending argsort of the flattened map, in that order. The original used NumPy's
+    default, unstable sort, whose order among equal values is an implementation detail;
+    here the sort is stable, so at the cut-off the tied pixels with the highest
+    row-major indices are the ones kept. `ties=True` keeps every pixel tied with the
+    cut-off value instead (a plateau is taken whole; candidates in row-major order).
+    Draws come from the seeded `generator` (the original: NumPy's global RNG). Negative
+    values weigh 0; an all-zero candidate set is sampled uniformly.
     """
     if n < 1:
         raise UsageError(f"prob: n must be >= 1, got {n}")
     flat = heatmap.flatten()
-    candidates = _top_indices(flat, _fraction_count(p, flat.numel(), "prob: p"))
+    k = _top_count(p, flat.numel())
+    candidates = _top_indices(flat, k) if ties else _top_stable(flat, k)
     weights = flat[candidates].clamp(min=0).to(generator.device, torch.float64)
     if not bool(weights.sum() > 0):
         weights = torch.ones_like(weights)

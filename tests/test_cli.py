@@ -15,7 +15,7 @@ from gsavl_cli import metrics
 from gsavl_cli.cli import app
 from gsavl_cli.commands.evaluate import ground_truth
 from gsavl_cli.io.media import read_image
-from gsavl_cli.segment import build_tiny_sam
+from gsavl_cli.segment.tiny import build_tiny_sam
 from gsavl_cli.io.store import open_store
 
 runner = CliRunner()
@@ -109,13 +109,13 @@ def test_train_rejects_wrong_features_and_unwritable_out(world_h5, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.output
     bogus = tmp_path / "bogus.pt"
     bogus.write_bytes(b"not a checkpoint")
-    result = runner.invoke(app, ["eval", "--dataset", str(world_h5), "--checkpoint", str(bogus), "--segmenter", "threshold", "--map", "av"])
+    result = runner.invoke(app, ["eval", "--dataset", str(world_h5), "--checkpoint", str(bogus), "--segmenter", "region", "--map", "av"])
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
-def test_eval_threshold_matches_direct_computation(world_h5, checkpoint, tmp_path):
+def test_eval_region_matches_direct_computation(world_h5, checkpoint, tmp_path):
     out = tmp_path / "eval"
-    result = gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", out, "--segmenter", "threshold",
+    result = gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", out, "--segmenter", "region",
                    "--map", "av", "--sampler", "naive,prob", "--json", "--report")
     summary = json.loads(result.stdout)
     assert json.loads((out / "metrics.json").read_text()) == summary
@@ -125,17 +125,25 @@ def test_eval_threshold_matches_direct_computation(world_h5, checkpoint, tmp_pat
     assert len(heat_rows) == summary["settings"]["n_clips"] == 4
     heat = next(r for r in summary["results"] if r["sampler"] is None)
     assert heat["miou"] == pytest.approx(np.mean([float(r["iou"]) for r in heat_rows]), abs=1e-9)
-    # the threshold segmenter's mask is the median-thresholded heatmap: same IoU as the heatmap row
-    thr = next(r for r in summary["results"] if r["sampler"] == "naive")
-    assert thr["segmenter"] == "threshold" and thr["miou"] == pytest.approx(heat["miou"], abs=1e-9)
-    # an independent computation of one clip's heatmap IoU
-    from gsavl_cli.pipeline import batch_heatmaps, load_models
+    region = [r for r in rows if r["sampler"] == "prob"]
+    assert all(r["segmenter"] == "region" and int(r["mask_area"]) > 0 and len(json.loads(r["points"])) == 3 for r in region)
+    # an independent computation of one clip's heatmap IoU from the model's own parts
+    import torch.nn.functional as F
 
-    models = load_models(checkpoint, "cpu", ("av",))
+    from gsavl_cli.data import features
+    from gsavl_cli.model import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    model, config = loaded.model.eval(), loaded.config
     first = heat_rows[0]
     with open_store(world_h5) as store:
-        item = store.read(first["clip"], ("first_frame", "vggish", "masks", "mask_frames"))
-    hm = batch_heatmaps(models, [item["first_frame"]], [torch.from_numpy(item["vggish"])], ("av",))["av"][0].numpy()
+        item = store.read(first["clip"], ("first_frame", "waveform", "masks", "mask_frames"))
+    wave = item["waveform"] if config.audio_seconds is None else features.centre_window(item["waveform"], 16000, config.audio_seconds)
+    image = features.test_transform(config.image_size)(item["first_frame"])[None]
+    with torch.no_grad():
+        coarse = model.ssl_map(*model(image, features.vggish_examples(wave)[None]))
+    up = F.interpolate(coarse[None], size=item["first_frame"].shape[:2], mode="bilinear", align_corners=True)[0, 0]
+    hm = ((up - up.min()) / (up.max() - up.min())).numpy()
     gt = ground_truth(item, hm.shape)
     assert float(first["iou"]) == pytest.approx(metrics.mask_iou(hm >= np.sort(hm.ravel())[hm.size // 2], gt), abs=1e-6)
 
@@ -158,7 +166,7 @@ def test_localize_writes_every_output(synthetic_world, checkpoint, tiny_sam_file
     clip = next(c for c in synthetic_world.clips if c.split == "test")
     mask, overlay, heat, report = (tmp_path / n for n in ("mask.png", "overlay.png", "heat.png", "r.json"))
     gsavl("localize", clip.video, "--checkpoint", checkpoint, "--map", "av", "--sampler", "prob", "--sam-model", "tiny",
-          "--sam-checkpoint", tiny_sam_file, "-o", mask, "--overlay", overlay, "--heatmap", heat, "--json", report)
+          "--sam-checkpoint", tiny_sam_file, "-o", mask, "--overlay", overlay, "--heatmap", heat, "--json-file", report)
     written = read_image(mask, mode="GRAY")
     assert written.shape == clip.frames.shape[1:3] and set(np.unique(written)) <= {0, 255}
     assert read_image(overlay).shape == clip.frames.shape[1:]
@@ -169,14 +177,14 @@ def test_localize_writes_every_output(synthetic_world, checkpoint, tiny_sam_file
 
 def test_localize_bad_inputs(synthetic_world, checkpoint, tiny_clip, tmp_path):
     silent = tiny_clip("silent.mp4", audio=False)
-    result = runner.invoke(app, ["localize", str(silent.path), "--checkpoint", str(checkpoint), "--map", "av", "--segmenter", "threshold"])
+    result = runner.invoke(app, ["localize", str(silent.path), "--checkpoint", str(checkpoint), "--map", "av", "--segmenter", "region"])
     assert result.exit_code == 2 and "no audio" in result.output
     clip = next(c for c in synthetic_world.clips if c.split == "test")
-    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(checkpoint), "--map", "av", "--segmenter", "threshold", "--time", "99"])
+    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(checkpoint), "--map", "av", "--segmenter", "region", "--time", "99"])
     assert result.exit_code == 2 and "outside" in result.output
-    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(tmp_path / "none.pt"), "--segmenter", "threshold"])
+    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(tmp_path / "none.pt"), "--segmenter", "region"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(checkpoint), "--sampler", "nope", "--segmenter", "threshold"])
+    result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(checkpoint), "--sampler", "nope", "--segmenter", "region"])
     assert result.exit_code == 2 and "prob" in result.output  # lists the known samplers
 
 
@@ -198,18 +206,18 @@ def test_global_options_may_follow_the_subcommand():
 
 def test_eval_all_annotated_frames(world_h5, checkpoint, tmp_path):
     summary = json.loads(gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", tmp_path, "--segmenter",
-                               "threshold", "--map", "av", "--sampler", "naive", "--frames", "all", "--json").stdout)
+                               "region", "--map", "av", "--sampler", "naive", "--frames", "all", "--json").stdout)
     heat = next(r for r in summary["results"] if r["sampler"] is None)
     assert heat["n"] == 4 * 5  # 4 test clips x 5 annotated frames (AVSBench S4 test)
     rows = list(csv.DictReader((tmp_path / "per_sample.csv").open()))
     assert sorted({r["frame"] for r in rows}) == ["0", "1", "2", "3", "4"]
     first = json.loads(gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", tmp_path / "f", "--segmenter",
-                             "threshold", "--map", "av", "--sampler", "naive", "--json").stdout)
+                             "region", "--map", "av", "--sampler", "naive", "--json").stdout)
     assert next(r for r in first["results"] if r["sampler"] is None)["n"] == 4
 
 
 def test_unwritable_output_is_one_line(synthetic_world, checkpoint):
     clip = next(c for c in synthetic_world.clips if c.split == "test")
     result = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(checkpoint), "--map", "av",
-                                 "--segmenter", "threshold", "-o", "/proc/forbidden/mask.png"])
+                                 "--segmenter", "region", "-o", "/proc/forbidden/mask.png"])
     assert result.exit_code == 1 and "error:" in result.output and "Traceback" not in result.output

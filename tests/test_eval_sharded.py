@@ -12,8 +12,8 @@ import torch.multiprocessing as mp
 
 from gsavl_cli.console import progress
 from gsavl_cli.io.layouts import discover
-from gsavl_cli.commands.evaluate import SamplerChoice
-from gsavl_cli.commands.evaluate_run import run_evaluation
+from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
+from gsavl_cli.predictor import SamplerChoice
 from gsavl_cli.model import build_localizer, config_from_preset, save_checkpoint
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 
@@ -30,12 +30,9 @@ def setup(synthetic_world, tmp_path_factory):
 
 
 def _run(data: Path, ckpt: Path, out: Path) -> dict:
-    return run_evaluation(
-        data=data, checkpoint=ckpt, out=out, split="test", maps=("av",), samplers=[SamplerChoice("naive"), SamplerChoice("prob")],
-        segmenter="threshold", sam_model="vit_b", sam_checkpoint=None, mask_choice="single", cascade_rounds=1,
-        cascade_threshold=0.3, negatives=0, alpha=0.4, batch_size=2, limit=None, embedding_cache=None, report=False,
-        prior_checkpoint=None, device="cpu", seed=5, progress=progress,
-    )
+    settings = EvalSettings(data=data, checkpoint=ckpt, out=out, maps=("av",), samplers=[SamplerChoice("naive"), SamplerChoice("prob")],
+                            segmenter="region", batch_size=2, seed=5)
+    return run_evaluation(settings, progress=progress)
 
 
 def _worker(rank: int, world: int, port: int, root: str) -> None:

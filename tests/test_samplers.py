@@ -75,16 +75,29 @@ def test_grid_clamps_neighbours_to_the_image_in_a_corner() -> None:
 
 
 def _grid_reference(heat: np.ndarray, dist: int) -> list[tuple[int, int]]:
-    """Plain-Python grid sampler: clamped 8-neighbourhood, the argmax itself excluded."""
+    """The grid rule written out from its description (METHOD.md §10), in plain Python.
+
+    Peak = first maximum in row-major order. Candidate columns x-d, x, x+d and rows
+    y-d, y, y+d, each clamped to the image; columns outer, rows inner; a candidate at
+    the peak's position is skipped; a candidate replaces the best only if strictly
+    larger (the best starts empty, so the first candidate always counts).
+    """
     height, width = heat.shape
-    row, col = np.unravel_index(np.argmax(heat), heat.shape)
+    flat_best = 0
+    for i, value in enumerate(heat.ravel().tolist()):
+        if value > heat.ravel()[flat_best]:
+            flat_best = i
+    row, col = divmod(flat_best, width)
+    columns = [max(0, col - dist), col, min(width - 1, col + dist)]
+    rows = [max(0, row - dist), row, min(height - 1, row + dist)]
     best = None
-    for dy in (-dist, 0, dist):
-        for dx in (-dist, 0, dist):
-            r, c = min(max(row + dy, 0), height - 1), min(max(col + dx, 0), width - 1)
-            if (r, c) != (row, col) and (best is None or heat[r, c] > heat[best]):
+    for c in columns:
+        for r in rows:
+            if (r, c) == (row, col):
+                continue
+            if best is None or heat[r, c] > heat[best]:
                 best = (r, c)
-    return [(int(col), int(row))] + ([] if best is None else [(int(best[1]), int(best[0]))])
+    return [(col, row)] + ([] if best is None else [(best[1], best[0])])
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -95,6 +108,63 @@ def test_grid_matches_a_plain_python_reference(seed: int) -> None:
     heat[corner] = 2.0
     dist = int(rng.integers(1, 15))
     assert _xy(sample("grid", heat, dist=dist)) == _grid_reference(heat, dist)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_grid_matches_the_reference_on_quantised_maps_full_of_ties(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    height, width = [(7, 7), (10, 10), (1, 5), (5, 1), (3, 40), (12, 9), (2, 2), (30, 30)][seed]
+    heat = rng.integers(0, 3, (height, width)).astype(np.float32) / 2  # values 0, 0.5, 1: many ties
+    for dist in (1, 2, 5, 10):
+        assert _xy(sample("grid", heat, dist=dist)) == _grid_reference(heat, dist), dist
+
+
+def test_grid_ties_go_to_the_first_candidate_in_column_outer_order() -> None:
+    heat = np.zeros((30, 30), np.float32)
+    heat[15, 15] = 1.0  # peak (x=15, y=15)
+    heat[10, 15] = 0.5  # (dx=0, dy=-5): first in row-major order, but later in the scan
+    heat[20, 10] = 0.5  # (dx=-5, dy=+5): the scan reaches dx=-5 first
+    assert _xy(sample("grid", heat, dist=5)) == [(15, 15), (10, 20)]
+    heat[15, 10] = 0.5  # (dx=-5, dy=0) comes before (dx=-5, dy=+5)
+    assert _xy(sample("grid", heat, dist=5)) == [(15, 15), (10, 15)]
+    heat[10, 10] = 0.5  # (dx=-5, dy=-5) is the very first candidate
+    assert _xy(sample("grid", heat, dist=5)) == [(15, 15), (10, 10)]
+
+
+def test_grid_a_neighbour_equal_to_the_peak_counts() -> None:
+    heat = np.zeros((30, 30), np.float32)
+    heat[5, 5] = heat[15, 5] = 1.0  # argmax is (x=5, y=5), the first in row-major order
+    heat[5, 15] = 0.9
+    assert _xy(sample("grid", heat)) == [(5, 5), (5, 15)]
+
+
+def test_grid_clamping_onto_the_peak_is_skipped_and_duplicates_keep_the_first() -> None:
+    # 1x5: every row clamps to 0; columns clamp to 0, 2, 4 with the peak at x=2.
+    row = np.array([[0.3, 0.0, 1.0, 0.0, 0.3]], np.float32)
+    assert _xy(sample("grid", row)) == [(2, 0), (0, 0)]  # tie: x=0 is scanned before x=4
+    row[0, 4] = 0.4
+    assert _xy(sample("grid", row)) == [(2, 0), (4, 0)]
+    column = row.T.copy()  # 5x1: the same along y
+    assert _xy(sample("grid", column)) == [(0, 2), (0, 4)]
+    # 7x7, dist 10: the candidates are the corners and edge midpoints of the image
+    heat = np.zeros((7, 7), np.float32)
+    heat[3, 3] = 1.0
+    heat[6, 0] = heat[0, 6] = 0.2  # (x=0, y=6) is scanned before (x=6, y=0)
+    assert _xy(sample("grid", heat)) == [(3, 3), (0, 6)]
+    heat[3, 6] = 0.3  # (x=6, y=3), an edge midpoint
+    assert _xy(sample("grid", heat)) == [(3, 3), (6, 3)]
+
+
+def test_grid_with_no_positive_neighbour_takes_the_first_maximum() -> None:
+    # The original crashed here (best started at 0, nothing was larger); gsavl takes
+    # the first maximum in scan order, which is what it returns in every other case.
+    heat = np.zeros((10, 10), np.float32)
+    heat[0, 0] = 1.0  # corner peak: candidates (0,5)=(x,y) (5,0) (5,5) after clamping
+    assert _xy(sample("grid", heat, dist=5)) == [(0, 0), (0, 5)]
+    heat = -np.ones((10, 10), np.float32)
+    heat[5, 5] = 0.0
+    heat[0, 5] = -0.5  # (x=5, y=0): the largest (least negative) neighbour
+    assert _xy(sample("grid", heat, dist=5)) == [(5, 5), (5, 0)]
 
 
 def test_grid_on_a_single_pixel_gives_one_point() -> None:
@@ -132,9 +202,79 @@ def test_prob_draws_in_proportion_to_value() -> None:
     assert chi2 < 15.0  # 1 degree of freedom: p < 1e-4 for a correct sampler
 
 
-def test_prob_on_an_all_zero_map_is_uniform_over_ties() -> None:
-    prompts = sample("prob", np.zeros((8, 8), np.float32), seed=0, n=200)
-    assert len({tuple(p) for p in prompts.points.tolist()}) > 30
+def _prob_reference(heat: np.ndarray, seed: int, n: int, p: float = 0.01) -> list[tuple[int, int]]:
+    """The prob rule from its description: a stable ascending argsort of the flattened
+    map, its last `size - int((1 - p) * size)` entries in that order, weights = values,
+    N draws with replacement from the same seeded torch generator gsavl uses."""
+    flat = heat.ravel()
+    order = np.argsort(flat, kind="stable")
+    candidates = order[int((1 - p) * flat.size) :]
+    weights = torch.tensor(flat[candidates], dtype=torch.float64)
+    draws = torch.multinomial(weights, n, replacement=True, generator=make_generator(seed)).numpy()
+    width = heat.shape[1]
+    return [(int(i % width), int(i // width)) for i in candidates[draws]]
+
+
+@pytest.mark.parametrize(
+    ("shape", "levels"),
+    [((7, 7), 3), ((10, 10), 2), ((1, 5), 2), ((5, 1), 4), ((20, 30), 3), ((33, 41), 5), ((224, 224), 7), ((60, 90), 0)],
+)
+def test_prob_matches_the_reference_on_maps_with_and_without_ties(shape: tuple[int, int], levels: int) -> None:
+    rng = np.random.default_rng(sum(shape) + levels)
+    heat = rng.random(shape).astype(np.float32)
+    if levels:  # quantised: large ties at the cut-off
+        heat = np.round(heat * levels).astype(np.float32) / levels + 0.01
+    for seed in (0, 1, 2):
+        assert _xy(sample("prob", heat, seed=seed, n=7)) == _prob_reference(heat, seed, 7)
+
+
+def test_prob_candidate_count_is_the_originals() -> None:
+    # The number of distinct candidates is visible through many draws on a map whose top
+    # values are equal: 224x224 -> 50176 - int(0.99 * 50176) = 502 candidates.
+    heat = np.zeros((224, 224), np.float32)
+    heat.ravel()[-1000:] = 1.0  # a plateau of 1000 pixels at the end of the image
+    drawn = {tuple(pt) for pt in sample("prob", heat, seed=0, n=20000).points.astype(int).tolist()}
+    expected = {(i % 224, i // 224) for i in range(224 * 224 - 502, 224 * 224)}  # the last 502 of the plateau
+    assert drawn == expected
+    with_ties = {tuple(pt) for pt in sample("prob", heat, seed=0, n=20000, ties=True).points.astype(int).tolist()}
+    assert len(with_ties) > 900 and with_ties <= {(i % 224, i // 224) for i in range(224 * 224 - 1000, 224 * 224)}
+
+
+def test_prob_plateau_keeps_the_highest_row_major_indices() -> None:
+    heat = np.zeros((20, 30), np.float32)  # 600 px -> 600 - int(594.0) = 6 candidates
+    heat[2, 3] = 1.0  # above the plateau: always a candidate
+    heat[5, 0:10] = 0.5  # a 10-pixel plateau at the cut-off: the last 5 (x = 5..9) are kept
+    expected = {(3, 2)} | {(x, 5) for x in range(5, 10)}
+    drawn = {tuple(pt) for pt in sample("prob", heat, seed=1, n=3000).points.astype(int).tolist()}
+    assert drawn == expected
+    drawn = {tuple(pt) for pt in sample("prob", heat, seed=1, n=3000, ties=True).points.astype(int).tolist()}
+    assert drawn == {(3, 2)} | {(x, 5) for x in range(10)}
+
+
+def test_prob_on_small_and_flat_maps() -> None:
+    # 7x7, 10x10 and 1x5 all give 1 candidate (int(0.99 * 100) = 99): the maximum, the
+    # LAST one in row-major order when tied (unlike `naive`, which takes the first).
+    for shape in [(7, 7), (10, 10), (1, 5)]:
+        heat = np.zeros(shape, np.float32)
+        heat.flat[0] = heat.flat[2] = 1.0
+        assert _xy(sample("prob", heat, seed=0)) == [(2 % shape[1], 2 // shape[1])] * 3
+        assert _xy(sample("naive", heat)) == [(0, 0)]
+    flat = np.zeros((8, 8), np.float32)
+    assert set(_xy(sample("prob", flat, seed=0, n=50))) == {(7, 7)}
+    # with ties kept, a flat (all-zero) map is sampled uniformly over all 64 pixels
+    assert len(set(_xy(sample("prob", flat, seed=0, n=400, ties=True)))) > 50
+
+
+def test_prob_agrees_with_numpys_default_argsort_when_there_are_no_ties() -> None:
+    # With distinct values the original's unstable `np.argsort` gives the same candidates.
+    heat = np.random.default_rng(7).random((64, 48)).astype(np.float32)
+    assert len(np.unique(heat)) == heat.size
+    original = np.argsort(heat.ravel())[int(0.99 * heat.size) :]
+    stable = np.argsort(heat.ravel(), kind="stable")[int(0.99 * heat.size) :]
+    assert np.array_equal(original, stable)
+    width = heat.shape[1]
+    drawn = {int(y) * width + int(x) for x, y in sample("prob", heat, seed=0, n=2000).points}
+    assert drawn == set(original.tolist())
 
 
 def test_peaks_finds_both_blob_centres_strongest_first() -> None:
@@ -183,7 +323,7 @@ def test_unknown_or_bad_option_lists_the_samplers_options() -> None:
 
 def test_builtin_samplers_describe_themselves() -> None:
     infos = {info.name: info for info in samplers.list_samplers()}
-    assert infos["prob"].params == {"p": 0.01, "n": 3}
+    assert infos["prob"].params == {"p": 0.01, "n": 3, "ties": False}
     assert infos["grid"].params == {"dist": 10}
     assert infos["peaks"].params == {"k": 2, "radius": 0, "min_value": 0.5}
     assert infos["naive"].params == {} and infos["naive"].description.startswith("The heatmap's argmax")

@@ -1,4 +1,4 @@
-"""SAM wrapper on a tiny random SAM: loading, shapes, embedding reuse, mask choice, cascade, baseline."""
+"""Segmenters: SAM on a tiny random SAM (loading, shapes, embedding reuse, mask choice) and the region segmenter."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from segment_anything import SamPredictor
 
 from gsavl_cli import segment
 from gsavl_cli.errors import UsageError, WeightsError
-from gsavl_cli.samplers import Prompts, make_generator, sample
-from gsavl_cli.segment import SamSegmenter, ThresholdSegmenter, build_tiny_sam, load_sam
+from gsavl_cli.samplers import Prompts, sample
+from gsavl_cli.segment import RegionSegmenter, SamSegmenter, load_sam
+from gsavl_cli.segment.tiny import build_tiny_sam
 
 HEIGHT, WIDTH = 48, 80  # a non-square frame
 
@@ -155,65 +156,37 @@ def test_mask_choice_errors(sam: torch.nn.Module, frame: np.ndarray) -> None:
         segmenter.embed([frame.astype(np.float32)])
 
 
-def test_cascade_stop_rule(sam: torch.nn.Module, frame: np.ndarray, heatmap: np.ndarray) -> None:
-    segmenter = SamSegmenter(sam)
-    (embedding,) = segmenter.embed([frame])
-    once = segmenter.cascade(embedding, heatmap, "prob", make_generator(0), rounds=4, threshold=0.0)
-    assert once.rounds == 1
-    assert once.agreement == pytest.approx(_soft_iou(heatmap, once.mask), abs=1e-5)
-    plain = segmenter.segment(embedding, sample("prob", heatmap, seed=0))
-    assert np.array_equal(once.mask, plain.mask)  # round one is plain prompting
-    never = segmenter.cascade(embedding, heatmap, "prob", make_generator(0), rounds=4, threshold=1.5)
-    assert never.rounds == 4 and never.agreement >= once.agreement
-    assert never.agreement == pytest.approx(_soft_iou(heatmap, never.mask), abs=1e-5)
-    assert segmenter.cascade(embedding, heatmap, "grid", make_generator(0), rounds=1, threshold=1.5, dist=5).rounds == 1
+def test_region_segmenter_follows_the_prompts() -> None:
+    segmenter = RegionSegmenter()
+    (embedding,) = segmenter.embed([np.zeros((6, 8, 3), np.uint8)])
+    assert embedding.original_size == (6, 8) and segmenter.encoder_calls == 0 and segmenter.name == "region"
+    heat = np.zeros((6, 8), np.float32)
+    heat[1:3, 1:3] = 1.0  # a hot blob top-left
+    heat[3:5, 5:8] = 0.8  # a second, separate warm blob bottom-right
+    heat[5, 0] = 0.3  # cold
+    left = segmenter.segment_many(embedding, [_prompts((1, 1))], heatmap=heat)[0].mask
+    assert left.sum() == 4 and left[1:3, 1:3].all()  # only the connected region holding the prompt
+    right = segmenter.segment_many(embedding, [_prompts((6, 4))], heatmap=heat)[0].mask
+    assert right.sum() == 6 and right[3:5, 5:8].all()
+    both = segmenter.segment_many(embedding, [_prompts((1, 1), (6, 4))], heatmap=heat)[0].mask
+    assert both.sum() == 10
+    cold = segmenter.segment_many(embedding, [_prompts((0, 5))], heatmap=heat)[0].mask  # below half the peak
+    assert cold[5, 0] and cold.sum() == heat.size - (heat < 0.3).sum()  # the level drops to the prompt's value
+    negative = Prompts(np.array([[1, 1], [6, 4]]), np.array([1, 0]))
+    assert segmenter.segment_many(embedding, [negative], heatmap=heat)[0].mask.sum() == 4
 
 
-def test_cascade_resamples_away_from_the_rejected_mask(
-    sam: torch.nn.Module, frame: np.ndarray, heatmap: np.ndarray, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    segmenter = SamSegmenter(sam)
-    (embedding,) = segmenter.embed([frame])
-    maps, masks = [], []
-    real_sample, real_segment = segment.samplers.sample, segmenter.segment
-
-    def recording_sample(name: str, heat: torch.Tensor, **kwargs: object) -> Prompts:
-        maps.append(heat.clone())
-        return real_sample(name, heat, **kwargs)
-
-    def recording_segment(*args: object, **kwargs: object) -> segment.SegmentResult:
-        result = real_segment(*args, **kwargs)
-        masks.append(result.mask.copy())
-        return result
-
-    monkeypatch.setattr(segment.samplers, "sample", recording_sample)
-    monkeypatch.setattr(segmenter, "segment", recording_segment)
-    result = segmenter.cascade(embedding, heatmap, "naive", make_generator(0), rounds=3, threshold=1.5)
-    assert len(maps) == result.rounds == 3
-    assert torch.allclose(maps[0], torch.from_numpy(heatmap))
-    expected = heatmap.copy()
-    for previous, current in zip(masks, maps[1:]):
-        expected = expected * ~previous
-        expected = expected / expected.max()
-        assert torch.allclose(current, torch.from_numpy(expected), atol=1e-6)
-    best = max(range(3), key=lambda i: _soft_iou(heatmap, masks[i]))
-    assert np.array_equal(result.mask, masks[best])
-
-
-def test_threshold_segmenter_uses_the_median_rule() -> None:
-    segmenter = ThresholdSegmenter()
-    image = np.zeros((4, 5, 3), np.uint8)
-    (embedding,) = segmenter.embed([image])
-    assert embedding.original_size == (4, 5) and segmenter.encoder_calls == 0 and segmenter.name == "threshold"
-    heat = np.random.default_rng(0).permutation(20).reshape(4, 5) / 19.0
-    result = segmenter.segment(embedding, _prompts((0, 0)), heatmap=heat)
-    assert result.mask.tolist() == (heat >= 10 / 19.0).tolist() and result.mask.sum() == 10
-    assert np.isnan(result.score)
-    ties = np.array([[0.0, 0.2, 0.2, 0.2, 1.0]] * 4)  # sorted[10] is 0.2: every 0.2 is kept
-    assert segmenter.segment(embedding, heatmap=ties).mask.sum() == 16
-    cascaded = segmenter.cascade(embedding, heat, "prob", make_generator(0), rounds=3)
-    assert cascaded.rounds == 1 and np.array_equal(cascaded.mask, result.mask)
-    assert SamSegmenter.name == "sam"
+def test_every_positive_prompt_is_inside_the_region_mask() -> None:
+    rng = np.random.default_rng(0)
+    segmenter = RegionSegmenter()
+    for trial in range(20):
+        heat = rng.random((30, 40)).astype(np.float32) ** 4
+        (embedding,) = segmenter.embed([np.zeros((30, 40, 3), np.uint8)])
+        for name in ("naive", "grid", "prob", "peaks"):
+            prompts = sample(name, heat, seed=trial, negatives=1)
+            mask = segmenter.segment_many(embedding, [prompts], heatmap=heat)[0].mask
+            for (x, y), label in zip(prompts.points, prompts.labels):
+                assert label == 0 or mask[int(round(y)), int(round(x))], (trial, name)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -8,6 +8,7 @@ its weights are found, else the labelled threshold segmenter.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,11 @@ import torch
 from gsavl_cli import metrics
 from gsavl_cli.io.layouts import discover
 from gsavl_cli.errors import WeightsError
-from gsavl_cli.commands.evaluate import SamplerChoice, ground_truth, heatmap_row, validation_ids
-from gsavl_cli.commands.evaluate_run import run_evaluation
-from gsavl_cli.commands.localize import LocalizeOptions, localize_clips
+from gsavl_cli.commands.evaluate import EvalSettings, ground_truth, heatmap_row, run_evaluation, validation_ids
+from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
 from gsavl_cli.model import build_localizer, config_from_preset, save_checkpoint
-from gsavl_cli.pipeline import make_segmenter
+from gsavl_cli.predictor import SamplerChoice
+from gsavl_cli.segment import make_segmenter
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.io.store import open_store
 from gsavl_cli.data.synthetic import WorldConfig, render_world
@@ -41,7 +42,7 @@ class DemoConfig:
 
 
 def _segmenter_kind(sam_model: str, sam_checkpoint: Path | None, device: str) -> str:
-    """SAM when its weights are at hand (never downloads here), else the threshold baseline."""
+    """SAM when its weights are at hand (never downloads here), else the prompt-following region segmenter."""
     import os
 
     previous = os.environ.get("GSAVL_OFFLINE")
@@ -50,7 +51,7 @@ def _segmenter_kind(sam_model: str, sam_checkpoint: Path | None, device: str) ->
         make_segmenter("sam", device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
         return "sam"
     except WeightsError:
-        return "threshold"
+        return "region"
     finally:
         if previous is None:
             os.environ.pop("GSAVL_OFFLINE", None)
@@ -88,6 +89,7 @@ def run_demo(
     progress: Callable[..., Any],
     say: Callable[[str], None],
 ) -> dict[str, Any]:
+    started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     say("1/6 rendering the synthetic audio-visual world")
     world = folder / "world"
@@ -114,14 +116,12 @@ def run_demo(
     # blurry maps when objects are as small as the synthetic ones (see docs/results.md).
     checkpoint = run / "last.pt"
     segmenter = _segmenter_kind(sam_model, sam_checkpoint, device)
-    say(f"4/6 eval on the test clips with the {segmenter} segmenter" + ("" if segmenter == "sam" else " (no SAM weights found)"))
+    say(f"4/6 eval on the test clips with the {segmenter} segmenter" + ("" if segmenter == "sam" else " (no SAM weights found: the heatmap region around the prompts)"))
     common = dict(data=data, split="test", maps=("av",), samplers=[SamplerChoice("prob")], segmenter=segmenter,
-                  sam_model=sam_model, sam_checkpoint=sam_checkpoint, mask_choice="single", cascade_rounds=1,
-                  cascade_threshold=0.3, negatives=0, alpha=0.4, batch_size=8, limit=None, embedding_cache=None,
-                  prior_checkpoint=None, device=device, seed=config.seed, progress=progress)
-    trained_eval = run_evaluation(checkpoint=checkpoint, out=folder / "eval", report=True, **common)
+                  sam_model=sam_model, sam_checkpoint=sam_checkpoint, device=device, seed=config.seed)
+    trained_eval = run_evaluation(EvalSettings(checkpoint=checkpoint, out=folder / "eval", report=True, **common), progress=progress)
     say("5/6 the same evaluation for the untrained model and the centre prior")
-    untrained_eval = run_evaluation(checkpoint=untrained, out=folder / "eval_untrained", report=False, **common)
+    untrained_eval = run_evaluation(EvalSettings(checkpoint=untrained, out=folder / "eval_untrained", **common), progress=progress)
     test_ids = validation_ids(data, "test")
     centre = centre_prior_metrics(data, test_ids)
     say("6/6 localize one test clip")
@@ -129,17 +129,17 @@ def run_demo(
     outputs = {"mask": folder / "mask.png", "overlay": folder / "overlay.png", "heatmap": folder / "heatmap.png",
                "json": folder / "localize.json", "report": folder / "eval" / "report.html", "checkpoint": checkpoint,
                "metrics": folder / "eval" / "metrics.json"}
-    options = LocalizeOptions(checkpoint=checkpoint, time=None, map_name="av", samplers=[SamplerChoice("prob")], negatives=0,
-                              segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint, mask_choice="single",
-                              cascade_rounds=1, alpha=0.4, prior_checkpoint=None, device=device, seed=config.seed)
-    localize_clips([test_clip.video], options, output=outputs["mask"], out_dir=None, overlay=outputs["overlay"],
-                   heatmap=outputs["heatmap"], json_file=outputs["json"], progress=progress)
+    settings = LocalizeSettings(checkpoint=checkpoint, map_name="av", sampler=SamplerChoice("prob"), segmenter=segmenter,
+                                sam_model=sam_model, sam_checkpoint=sam_checkpoint, device=device, seed=config.seed)
+    localize_clips([test_clip.video], settings, LocalizeOutputs(outputs["mask"], None, outputs["overlay"], outputs["heatmap"], None, outputs["json"]),
+                   progress=progress)
     return {
-        "segmenter": segmenter,
+        "segmenter": trained_eval["settings"]["segmenter"],
         "trained": _headline(trained_eval, "prob"),
         "untrained": _headline(untrained_eval, "prob"),
         "centre_prior": {"pointing_game": centre["pointing_game"], "ciou": centre["ciou"], "miou": centre["miou"], "fscore": centre["fscore"]},
         "chance_pointing": chance_pointing(data, test_ids),
+        "seconds": round(time.perf_counter() - started, 1),
         "outputs": {k: str(v) for k, v in outputs.items()},
     }
 

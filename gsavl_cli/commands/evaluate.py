@@ -1,36 +1,90 @@
-"""Evaluation: heatmaps, prompts and masks for every clip x map x sampler, then metrics.
+"""`gsavl eval`: every annotated clip x map (heatmap protocol) x sampler (masks), then metrics.
 
-The SAM image embedding of a frame is computed once and reused for every map and
-sampler (and, with an embedding cache, across runs). Random samplers get a generator
-seeded from (seed, clip, map, sampler), so a clip's points do not depend on batching
-or sharding.
+Everything from a frame to its mask goes through the `Predictor` (the same path as
+`localize`): the SAM embedding of a frame is computed once and reused for every map
+and sampler (and across runs with an embedding cache); random samplers are seeded by
+(seed, clip key, map, sampler). Under torchrun the clips are sharded and the rows
+gathered, so the result equals a single-process run.
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
+import io
+import json
+import platform
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.distributed as dist
 
-from gsavl_cli import metrics
-
-from gsavl_cli import samplers
-from gsavl_cli.data.clips import audio_array_name, require_arrays
+from gsavl_cli import __version__, metrics
+from gsavl_cli.choices import AudioMode, FrameMode
+from gsavl_cli.distributed import init_distributed
 from gsavl_cli.errors import UsageError
-from gsavl_cli.model import ModelConfig
-from gsavl_cli.pipeline import Models, audio_at, batch_heatmaps
-from gsavl_cli.segment import ImageEmbedding
-from gsavl_cli.io.store import Store, open_store
+from gsavl_cli.io.embedding_cache import EmbeddingCache
+from gsavl_cli.io.files import atomic_path, write_atomic
+from gsavl_cli.io.layouts import filter_subset
+from gsavl_cli.io.store import Store, hdf5_name, open_store
+from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES, Localizer
+from gsavl_cli.predictor import ClipInput, PreparedClip, Predictor, SamplerChoice, silent_like
+from gsavl_cli.segment import RegionSegmenter
+from gsavl_cli.viz.report import ReportWriter
 
 VGGSS_GRID = 224  # the VGG-SS protocol scores heatmaps on a 224x224 grid
+CSV_COLUMNS = ("clip", "frame", "map", "sampler", "segmenter", "iou", "fscore", "ciou", "pointing", "score", "rounds",
+               "mask_area", "points", "labels")
+
+
+def default_samplers() -> list[SamplerChoice]:
+    return [SamplerChoice("naive"), SamplerChoice("grid"), SamplerChoice("prob")]
+
+
+@dataclass
+class EvalSettings:
+    """Everything `gsavl eval` can be told; the CLI fills it, every layer reads it."""
+
+    data: Path
+    checkpoint: Path
+    out: Path = Path("eval")
+    split: str | None = "test"
+    frames: FrameMode = FrameMode.first
+    maps: tuple[str, ...] = MAP_NAMES
+    samplers: list[SamplerChoice] = field(default_factory=default_samplers)
+    segmenter: str = "sam"
+    sam_model: str = "vit_h"
+    sam_checkpoint: Path | None = None
+    mask_choice: str = "single"
+    cascade_rounds: int = 1
+    cascade_threshold: float = 0.3
+    negatives: int = 0
+    alpha: float = 0.4
+    align_corners: bool = ALIGN_CORNERS
+    audio: AudioMode = AudioMode.normal
+    batch_size: int = 8
+    limit: int | None = None
+    subset: str | None = None
+    embedding_cache: Path | None = None
+    save_heatmaps: Path | None = None
+    report: bool = False
+    resnet_checkpoint: Path | None = None
+    pretrained_prior: bool = True
+    device: str = "cpu"
+    seed: int = 123
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=lambda v: v.value if isinstance(v, Enum) else str(v)))
+
+
+# -- ground truth and protocol ------------------------------------------------------------
 
 
 def _annotated(store: Store, clip_id: str) -> bool:
@@ -39,7 +93,7 @@ def _annotated(store: Store, clip_id: str) -> bool:
 
 
 def validation_ids(path: Path, split: str | None = None) -> list[str]:
-    """Annotated clips of `split` (default: test, else val, else all)."""
+    """Annotated clips of `split` (None: test, else val, else all)."""
     with open_store(path) as store:
         if split is None:
             splits = {store.meta(i).get("split") for i in store.ids}
@@ -51,257 +105,181 @@ def validation_ids(path: Path, split: str | None = None) -> list[str]:
 
 
 def ground_truth(item: dict[str, np.ndarray], size: tuple[int, int], frame: int = 0) -> np.ndarray:
-    """The mask of frame `frame` (default: the first), or the union of the boxes on a grid of `size`."""
+    """The mask of frame `frame` (nearest-resized to `size`), or the union of the boxes on a grid of `size`."""
     if "masks" in item:
-        frames = list(item.get("mask_frames", range(len(item["masks"]))))
+        frames = [int(f) for f in item.get("mask_frames", range(len(item["masks"])))]
         mask = item["masks"][frames.index(frame) if frame in frames else 0]
-        if mask.shape != size:
-            mask = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")[0, 0].numpy() > 0.5
+        if mask.shape != tuple(size):
+            resized = torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].float(), size=tuple(size), mode="nearest")
+            return resized[0, 0].numpy() > 0.5
         return mask.astype(bool)
     return metrics.boxes_to_mask(item["boxes"], size=size)
 
 
-def _protocol_size(item: dict[str, np.ndarray]) -> tuple[int, int]:
-    """Masks are scored at their own resolution; boxes on the VGG-SS 224 grid."""
+def protocol_size(item: dict[str, np.ndarray], frame_size: tuple[int, int]) -> tuple[int, int]:
+    """Masks are scored at their own resolution (the frame's); boxes on the VGG-SS 224 grid."""
     if "masks" in item:
-        return tuple(item["masks"].shape[1:3])
+        return tuple(int(s) for s in item["masks"].shape[1:3])  # type: ignore[return-value]
     return (VGGSS_GRID, VGGSS_GRID)
 
 
-def _read(store: Store, clip_id: str, audio_name: str) -> dict[str, np.ndarray]:
-    return store.read(clip_id, ("first_frame", audio_name, "masks", "mask_frames", "boxes"))
+def heatmap_row(heatmap: np.ndarray | torch.Tensor, gt: np.ndarray) -> dict[str, float]:
+    """The heatmap protocol: median threshold (cIoU, IoU, F) and the argmax pointing game."""
+    heat = heatmap.float().cpu().numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap, dtype=np.float32)
+    pred = heat >= metrics.median_threshold(heat)
+    return {"ciou": metrics.ciou(heat, gt), "iou": metrics.mask_iou(pred, gt), "fscore": metrics.f_measure(pred, gt),
+            "pointing": float(metrics.pointing_game(heat, gt))}
 
 
-FRAME_MODES = ("first", "all")
+def _prompt_hit_rate(points: np.ndarray, labels: np.ndarray, gt: np.ndarray) -> float:
+    positive = points[labels == 1]
+    return float(np.mean([metrics.pointing_hit(p, gt) for p in positive])) if len(positive) else float("nan")
+
+
+def _counts(mask: np.ndarray, gt: np.ndarray) -> dict[str, int]:
+    """Pixel counts that AVSBench's batch-level M_J / M_F are computed from."""
+    return {"pixels": int(gt.size), "gt_area": int(gt.sum()), "inter": int((mask & gt).sum())}
+
+
+# -- samples --------------------------------------------------------------------------------
 
 
 @dataclass
 class Sample:
-    """One evaluated frame: the clip's first (GSAVL protocol) or any annotated one (AVS benchmark)."""
+    """One evaluated frame and what scoring it needs."""
 
-    key: str
     clip: str
     frame_index: int
-    frame: np.ndarray
-    audio: torch.Tensor
+    key: str
+    input: ClipInput
     item: dict[str, np.ndarray]
 
 
-def _samples(store: Store, clip_id: str, audio_name: str, config: ModelConfig, mode: str) -> list[Sample]:
-    """`first`: frame 0 with the clip's audio; `all`: every annotated frame with its own second of audio."""
-    if mode == "first":
-        item = _read(store, clip_id, audio_name)
-        return [Sample(clip_id, clip_id, 0, item["first_frame"], torch.from_numpy(item[audio_name]), item)]
-    item = store.read(clip_id, ("frames", "frame_times", "waveform", audio_name, "masks", "mask_frames", "boxes"))
-    indices = [int(i) for i in item.get("mask_frames", [0])]
+_NAMES = ("first_frame", "frames", "frame_times", "waveform", "masks", "mask_frames", "boxes")
+
+
+def audio_partners(ids: list[str], seed: int) -> dict[str, str]:
+    """`--audio shuffled`: a seeded derangement, so no clip keeps its own audio."""
+    if len(ids) < 2:
+        raise UsageError("--audio shuffled needs at least 2 clips")
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    return {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+
+
+def _samples(store: Store, clip_id: str, settings: EvalSettings, partners: dict[str, str]) -> list[Sample]:
+    """`first`: frame 0 with the clip-level audio; `all`: every annotated frame with its own audio window."""
+    names = ("first_frame", "waveform", "masks", "mask_frames", "boxes") if settings.frames == FrameMode.first else _NAMES
+    item = store.read(clip_id, names)
+    waveform = item["waveform"]
+    if settings.audio == AudioMode.silent:
+        waveform = silent_like(waveform)
+    elif settings.audio == AudioMode.shuffled:
+        waveform = store.read(partners[clip_id], ("waveform",))["waveform"]
+    if settings.frames == FrameMode.first:
+        return [Sample(clip_id, 0, clip_id, ClipInput(item["first_frame"], waveform, None, clip_id), item)]
     out = []
-    for i in indices:
-        if audio_name == "vggish":  # AVSBench: second i of audio belongs to frame i
-            examples = item["vggish"]
-            audio = torch.from_numpy(examples[min(i, len(examples) - 1)][None])
-        else:
-            audio = audio_at(item["waveform"], float(item["frame_times"][i]), config)
-        out.append(Sample(f"{clip_id}#{i}", clip_id, i, item["frames"][i], audio, item))
+    for i in [int(i) for i in item.get("mask_frames", [0])]:
+        key = f"{clip_id}#{i}"
+        out.append(Sample(clip_id, i, key, ClipInput(item["frames"][i], waveform, float(item["frame_times"][i]), key), item))
     return out
 
 
-def heatmap_row(heatmap: torch.Tensor, gt: np.ndarray) -> dict[str, float]:
-    """The heatmap protocol: median threshold (cIoU, IoU, F) and the argmax pointing game."""
-    heat = heatmap.float().cpu().numpy()
-    pred = heat >= metrics.median_threshold(heat)
-    return {
-        "ciou": metrics.ciou(heat, gt),
-        "iou": metrics.mask_iou(pred, gt),
-        "fscore": metrics.f_measure(pred, gt),
-        "pointing": float(metrics.pointing_game(heat, gt)),
-    }
-
-
-@torch.no_grad()
-def heatmap_metrics(localizer, path: Path, ids: list[str], device: str, batch_size: int = 32) -> dict[str, Any]:
-    """Validation during training: the audio-visual map alone (no prior, no SAM)."""
-    was_training = localizer.training
-    localizer.eval()
-    config = localizer.config
-    models = Models(localizer, config, None, device)
-    rows = []
-    with open_store(path) as store:
-        audio_name = audio_array_name(config.audio_encoder)
-        for start in range(0, len(ids), batch_size):
-            items = [_read(store, i, audio_name) for i in ids[start : start + batch_size]]
-            frames = [it["first_frame"] for it in items]
-            sizes = [_protocol_size(it) for it in items]
-            audio = [torch.from_numpy(it[audio_name]) for it in items]
-            maps = batch_heatmaps(models, frames, audio, ("av",), sizes=sizes)["av"]
-            rows.extend(heatmap_row(m, ground_truth(it, s)) for m, it, s in zip(maps, items, sizes))
-    localizer.train(was_training)
-    return metrics.summarize(rows)
-
-
-@dataclass
-class SamplerChoice:
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class EvalSettings:
-    maps: tuple[str, ...] = ("av", "obj", "avobj")
-    samplers: list[SamplerChoice] = field(default_factory=lambda: [SamplerChoice("naive"), SamplerChoice("grid"), SamplerChoice("prob")])
-    mask_choice: str = "single"
-    cascade_rounds: int = 1
-    cascade_threshold: float = 0.3
-    negatives: int = 0
-    alpha: float = 0.4
-    seed: int = 123
-    batch_size: int = 8
-    frames: str = "first"  # "first" (GSAVL protocol) or "all" annotated frames (AVS benchmark)
+# -- the loop -------------------------------------------------------------------------------
 
 
 @dataclass
 class EvalOutput:
     rows: list[dict[str, Any]]
     timings: dict[str, float]
-    results: list[dict[str, Any]] = field(default_factory=list)
 
 
-def clip_generator(seed: int, *parts: str) -> torch.Generator:
-    """A generator that depends only on the seed and the names, not on the order of work."""
-    digest = hashlib.sha256("/".join((str(seed), *parts)).encode()).digest()
-    return samplers.make_generator(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, settings: EvalSettings,
+                 timings: dict[str, float], keep: Callable[[str, dict[str, Any]], None] | None,
+                 heat_out: h5py.File | None) -> list[dict[str, Any]]:
+    size = clip.size
+    gt_frame = ground_truth(sample.item, size, sample.frame_index)
+    protocol = protocol_size(sample.item, size)
+    gt_protocol = ground_truth(sample.item, protocol, sample.frame_index)
+    base = {"clip": sample.clip, "frame": sample.frame_index}
+    rows: list[dict[str, Any]] = []
+    visuals: dict[str, Any] = {"frame": clip.frame, "gt": gt_frame, "heatmaps": {}, "results": {}}
+    for map_name in settings.maps:
+        tick = time.perf_counter()
+        heat = predictor.heatmap_tensor(map_name, clip=clip)
+        scored = heat if protocol == size else predictor.heatmap_tensor(map_name, clip=clip, size=protocol)
+        timings["heatmap_s"] += time.perf_counter() - tick
+        rows.append({**base, "map": map_name, "sampler": None, "segmenter": None, **heatmap_row(scored, gt_protocol)})
+        visuals["heatmaps"][map_name] = heat.float().cpu().numpy()
+        if heat_out is not None:
+            heat_out.create_dataset(f"{hdf5_name(sample.key)}/{map_name}", data=visuals["heatmaps"][map_name].astype(np.float16),
+                                    compression="gzip")
+        for choice in settings.samplers:
+            tick = time.perf_counter()
+            found = predictor.predict(map_name, choice.name, settings.seed, clip=clip, negatives=settings.negatives,
+                                      mask_choice=settings.mask_choice, cascade_rounds=settings.cascade_rounds,
+                                      cascade_threshold=settings.cascade_threshold, **choice.params)
+            timings["decoder_s"] += time.perf_counter() - tick
+            rows.append({
+                **base, "map": map_name, "sampler": choice.name, "segmenter": found.segmenter,
+                "iou": metrics.mask_iou(found.mask, gt_frame), "fscore": metrics.f_measure(found.mask, gt_frame),
+                "ciou": metrics.ciou_of_mask(found.mask, gt_frame), "score": found.score, "rounds": found.rounds,
+                "mask_area": int(found.mask.sum()), "pointing": _prompt_hit_rate(found.points, found.labels, gt_frame),
+                "points": found.points.round(2).tolist(), "labels": found.labels.tolist(),
+                **_counts(found.mask, gt_frame),
+            })
+            visuals["results"][(map_name, choice.name)] = (found.mask, found.prompts, rows[-1]["iou"])
+    if keep is not None:
+        keep(sample.key, visuals)
+    return rows
 
 
-class EmbeddingCache:
-    """SAM image embeddings in HDF5 (float16), keyed by clip id, for a given SAM model."""
-
-    def __init__(self, path: Path, key: str) -> None:
-        self.path, self.key = Path(path), key
-        self.file = h5py.File(self.path, "a")
-        stored = self.file.attrs.get("sam")
-        if stored is not None and stored != key:
-            self.file.close()
-            raise UsageError(f"{path} caches embeddings of another SAM model ({stored})", hint="use another --embedding-cache file")
-        self.file.attrs["sam"] = key
-
-    def get(self, clip_id: str) -> ImageEmbedding | None:
-        name = clip_id.replace("/", "|")
-        if name not in self.file or "original_size" not in self.file[name].attrs:
-            return None  # absent, or cut short by a crash before its sizes were written
-        ds = self.file[name]
-        return ImageEmbedding(torch.from_numpy(ds[()].astype(np.float32)), tuple(ds.attrs["input_size"]), tuple(ds.attrs["original_size"]))
-
-    def put(self, clip_id: str, emb: ImageEmbedding) -> None:
-        name = clip_id.replace("/", "|")
-        if name in self.file:
-            del self.file[name]
-        ds = self.file.create_dataset(name, data=emb.features.cpu().numpy().astype(np.float16))
-        ds.attrs["input_size"], ds.attrs["original_size"] = emb.input_size, emb.original_size
-        self.file.flush()
-
-    def close(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
-
-
-def _embeddings(segmenter, frames: list[np.ndarray], ids: list[str], cache: EmbeddingCache | None, timings: dict[str, float]) -> list[ImageEmbedding]:
-    cached = [cache.get(i) if cache is not None else None for i in ids]
-    todo = [k for k, e in enumerate(cached) if e is None]
-    start = time.perf_counter()
-    fresh = segmenter.embed([frames[k] for k in todo]) if todo else []
-    timings["image_encoder_s"] += time.perf_counter() - start
-    for k, emb in zip(todo, fresh):
-        cached[k] = emb
-        if cache is not None and emb.features is not None:
-            cache.put(ids[k], emb)
-    return cached  # type: ignore[return-value]
-
-
-def _prompt_hit_rate(prompts: samplers.Prompts, gt: np.ndarray) -> float:
-    positive = prompts.points[prompts.labels == 1]
-    return float(np.mean([metrics.pointing_hit(p, gt) for p in positive])) if len(positive) else float("nan")
-
-
-def _mask_row(mask: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    return {"iou": metrics.mask_iou(mask, gt), "fscore": metrics.f_measure(mask, gt), "ciou": metrics.ciou_of_mask(mask, gt)}
+def _batches(store: Store, ids: list[str], settings: EvalSettings, partners: dict[str, str]) -> Iterator[tuple[int, list[Sample]]]:
+    for start in range(0, len(ids), settings.batch_size):
+        chunk = ids[start : start + settings.batch_size]
+        yield len(chunk), [s for clip_id in chunk for s in _samples(store, clip_id, settings, partners)]
 
 
 def evaluate(
-    models: Models,
-    path: Path,
-    ids: list[str],
+    predictor: Predictor,
     settings: EvalSettings,
-    segmenter,
+    ids: list[str],
     *,
-    cache: EmbeddingCache | None = None,
+    partners: dict[str, str] | None = None,
     on_batch: Callable[[int], None] | None = None,
     keep: Callable[[str, dict[str, Any]], None] | None = None,
+    heat_out: h5py.File | None = None,
 ) -> EvalOutput:
-    """Per-sample rows for every clip x map (heatmap only) and clip x map x sampler (masks).
-
-    `keep(clip_id, visuals)` receives the frame, heatmaps, prompts and masks of each
-    clip, for the HTML report, without keeping them all in memory here.
-    """
-    timings = {"heatmap_s": 0.0, "image_encoder_s": 0.0, "decoder_s": 0.0, "sampling_s": 0.0}
+    """Per-sample rows for `ids`: clip x map (heatmap protocol) and clip x map x sampler (masks)."""
+    timings = {"prepare_s": 0.0, "heatmap_s": 0.0, "decoder_s": 0.0}
     rows: list[dict[str, Any]] = []
-    if settings.frames not in FRAME_MODES:
-        raise UsageError(f"unknown frame selection {settings.frames!r}", hint=f"choose from {', '.join(FRAME_MODES)}")
-    with open_store(path) as store:
-        audio_name = audio_array_name(models.config.audio_encoder)
-        require_arrays(store, ids, (audio_name, "frames"))
-        for start in range(0, len(ids), settings.batch_size):
-            batch_ids = ids[start : start + settings.batch_size]
-            batch = [s for i in batch_ids for s in _samples(store, i, audio_name, models.config, settings.frames)]
-            frames = [s.frame for s in batch]
+    with open_store(settings.data) as store:
+        for n_clips, batch in _batches(store, ids, settings, partners or {}):
             tick = time.perf_counter()
-            maps = batch_heatmaps(models, frames, [s.audio for s in batch], settings.maps, alpha=settings.alpha)
-            timings["heatmap_s"] += time.perf_counter() - tick
-            embeddings = _embeddings(segmenter, frames, [s.key for s in batch], cache, timings)
-            for k, sample in enumerate(batch):
-                rows.extend(_sample_rows(sample, {m: maps[m][k] for m in settings.maps}, embeddings[k], settings, segmenter, timings, keep))
+            prepared = predictor.prepare([s.input for s in batch], maps=settings.maps, batch_size=settings.batch_size)
+            timings["prepare_s"] += time.perf_counter() - tick
+            for sample, clip in zip(batch, prepared):
+                rows.extend(_sample_rows(predictor, sample, clip, settings, timings, keep, heat_out))
             if on_batch is not None:
-                on_batch(len(batch_ids))
-    timings["image_encoder_calls"] = segmenter.encoder_calls
+                on_batch(n_clips)
+    timings["image_encoder_calls"] = predictor.segmenter.encoder_calls
     return EvalOutput(rows, timings)
 
 
-def _sample_rows(sample: Sample, heat, embedding, settings: EvalSettings, segmenter, timings, keep) -> list[dict[str, Any]]:
-    clip_id, item, frame = sample.key, sample.item, sample.frame
-    size = frame.shape[:2]
-    gt_frame = ground_truth(item, size, sample.frame_index)
-    protocol = _protocol_size(item)
-    gt_protocol = ground_truth(item, protocol, sample.frame_index)
-    rows, visuals = [], {"frame": frame, "gt": gt_frame, "heatmaps": {}, "results": {}}
-    for map_name, heatmap in heat.items():
-        scored = heatmap if protocol == size else F.interpolate(heatmap[None, None].float(), size=protocol, mode="bilinear", align_corners=False)[0, 0]
-        rows.append({"clip": clip_id, "map": map_name, "sampler": None, "segmenter": None, **heatmap_row(scored, gt_protocol)})
-        visuals["heatmaps"][map_name] = heatmap.float().cpu().numpy()
-        for choice in settings.samplers:
-            generator = clip_generator(settings.seed, clip_id, map_name, choice.name)
-            tick = time.perf_counter()
-            if settings.cascade_rounds > 1:
-                result = segmenter.cascade(embedding, heatmap, choice.name, generator, rounds=settings.cascade_rounds,
-                                           threshold=settings.cascade_threshold, mask_choice=settings.mask_choice, **choice.params)
-                prompts = None
-            else:
-                prompts = samplers.sample(choice.name, heatmap, generator=generator, negatives=settings.negatives, **choice.params)
-                mid = time.perf_counter()
-                timings["sampling_s"] += mid - tick
-                tick = mid
-                result = segmenter.segment(embedding, prompts, mask_choice=settings.mask_choice, heatmap=heatmap)
-            timings["decoder_s"] += time.perf_counter() - tick
-            row = {"clip": clip_id, "map": map_name, "sampler": choice.name, "segmenter": segmenter.name,
-                   **_mask_row(result.mask, gt_frame), "score": result.score, "rounds": result.rounds,
-                   "mask_area": int(result.mask.sum())}
-            if prompts is not None:
-                row["pointing"] = _prompt_hit_rate(prompts, gt_frame)
-                row["points"] = prompts.points.round(1).tolist()
-            rows.append(row)
-            visuals["results"][(map_name, choice.name)] = (result.mask, prompts, row["iou"])
-    if keep is not None:
-        keep(clip_id, visuals)
-    for row in rows:
-        row["clip"], row["frame"] = sample.clip, sample.frame_index
-    return rows
+@torch.no_grad()
+def heatmap_metrics(localizer: Localizer, path: Path, ids: list[str], device: str, batch_size: int = 32) -> dict[str, Any]:
+    """Validation during training: the av map alone, through the same Predictor (no prior, no SAM)."""
+    was_training = localizer.training
+    predictor = Predictor(localizer, RegionSegmenter(), device=device)
+    rows = []
+    with open_store(path) as store:
+        for start in range(0, len(ids), batch_size):
+            items = [store.read(i, ("first_frame", "waveform", "masks", "mask_frames", "boxes")) for i in ids[start : start + batch_size]]
+            prepared = predictor.prepare([ClipInput(it["first_frame"], it["waveform"], None, i) for it, i in zip(items, ids[start:])], maps=("av",))
+            for item, clip in zip(items, prepared):
+                size = protocol_size(item, clip.size)
+                rows.append(heatmap_row(predictor.heatmap_tensor("av", clip=clip, size=size), ground_truth(item, size)))
+    localizer.train(was_training)
+    return metrics.summarize(rows)
 
 
 def summarise_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -309,8 +287,108 @@ def summarise_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["map"], row["sampler"], row["segmenter"]), []).append(row)
-    results = []
-    for (map_name, sampler, segmenter), members in groups.items():
-        summary = metrics.summarize(members)
-        results.append({"map": map_name, "sampler": sampler, "segmenter": segmenter, **summary})
-    return results
+    return [{"map": m, "sampler": s, "segmenter": g, **metrics.summarize(members)} for (m, s, g), members in groups.items()]
+
+
+def _gather(rows: list[dict[str, Any]], world: int) -> list[dict[str, Any]]:
+    if world == 1:
+        return rows
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, rows)
+    return [row for part in parts for row in part]
+
+
+def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+    return buffer.getvalue().encode("utf-8")
+
+
+def make_predictor(settings: EvalSettings, device: str) -> Predictor:
+    """The Predictor every evaluation uses; image interpolation follows the dataset's protocol."""
+    from gsavl_cli.data.features import test_interpolation_for
+
+    with open_store(settings.data) as store:
+        layout = str(store.settings.get("layout", "folder"))
+    return Predictor.from_checkpoint(
+        settings.checkpoint, device=device, segmenter=settings.segmenter, sam_model=settings.sam_model,
+        sam_checkpoint=settings.sam_checkpoint, resnet_checkpoint=settings.resnet_checkpoint, alpha=settings.alpha,
+        align_corners=settings.align_corners, interpolation=test_interpolation_for(layout),
+        pretrained_prior=settings.pretrained_prior,
+    )
+
+
+def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> dict[str, Any]:
+    """Evaluates, writes metrics.json / per_sample.csv (/ report.html, heatmaps), returns metrics.json's content."""
+    rank, world, device = init_distributed(settings.device)
+    start = time.perf_counter()
+    all_ids = validation_ids(settings.data, settings.split)
+    ids = filter_subset(all_ids, settings.subset)[: settings.limit]
+    if not ids:
+        raise UsageError(f"no annotated clips of {settings.data} are in subset {settings.subset}", hint="check --subset and --split")
+    partners = audio_partners(ids, settings.seed) if settings.audio == AudioMode.shuffled else {}
+    predictor = make_predictor(settings, device)
+    out = settings.out
+    out.mkdir(parents=True, exist_ok=True)
+    samplers_ = settings.samplers
+    reporter = ReportWriter(out, settings.maps[-1], samplers_[-1].name if samplers_ else None) if settings.report and rank == 0 else None
+    mine = ids[rank::world]
+    with ExitStack() as stack:
+        if settings.embedding_cache is not None and settings.segmenter == "sam":
+            name = settings.sam_checkpoint.name if settings.sam_checkpoint else "default"
+            predictor.embedding_cache = stack.enter_context(_closing(EmbeddingCache(settings.embedding_cache, f"{settings.sam_model}:{name}")))
+        heat_out = None
+        if settings.save_heatmaps is not None and world == 1:
+            heat_path = stack.enter_context(atomic_path(settings.save_heatmaps))
+            heat_out = stack.enter_context(h5py.File(heat_path, "w"))
+        bar = stack.enter_context(progress())
+        task = bar.add_task("eval", total=len(mine), rate="")
+        t0 = time.perf_counter()
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            done = bar.tasks[0].completed
+            bar.update(task, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.2f} clips/s")
+
+        output = evaluate(predictor, settings, mine, partners=partners, on_batch=advance, keep=reporter, heat_out=heat_out)
+    rows = _gather(output.rows, world)
+    total = time.perf_counter() - start
+    n_frames = len({(r["clip"], r["frame"]) for r in rows})
+    summary = {
+        "results": summarise_rows(rows),
+        "avsbench": _official(rows),
+        "timings": {**output.timings, "total_s": total, "frames_per_s": n_frames / total if total > 0 else None},
+        "settings": {**settings.to_json(), "n_clips": len(ids), "world_size": world, "device": device,
+                     "segmenter": predictor.segmenter.name, "gsavl": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    }
+    if rank == 0:
+        write_atomic(out / "metrics.json", json.dumps(summary, indent=2, default=str).encode("utf-8"))
+        write_atomic(out / "per_sample.csv", _csv_bytes(rows))
+        if reporter is not None:
+            best = next((r for r in summary["results"] if r["map"] == reporter.map_name and r["sampler"] == reporter.sampler), summary["results"][0])
+            title = f"gsavl eval · {settings.data.name} · {reporter.map_name} / {reporter.sampler or 'heatmap'} · {predictor.segmenter.name} segmenter"
+            reporter.write(title, {k: best[k] for k in ("n", "miou", "ciou", "pointing_game")})
+    return summary
+
+
+def _official(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """AVSBench's own M_J / M_F (batch = one video's frames) per (map, sampler), where masks exist."""
+    official = getattr(metrics, "avsbench_official", None)
+    return official(rows) if official is not None else []
+
+
+class _closing:
+    """Context manager that closes an EmbeddingCache."""
+
+    def __init__(self, cache: EmbeddingCache) -> None:
+        self.cache = cache
+
+    def __enter__(self) -> EmbeddingCache:
+        return self.cache
+
+    def __exit__(self, *exc: object) -> None:
+        self.cache.close()

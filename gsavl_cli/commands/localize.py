@@ -1,43 +1,58 @@
-"""`gsavl localize`: decode a clip in memory, then the same pipeline as `eval`."""
+"""`gsavl localize`: decode a clip in memory, then the same `Predictor` path as `eval`."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.io import media
-
-from gsavl_cli import samplers
-from gsavl_cli.io.layouts import VIDEO_SUFFIXES
-from gsavl_cli.errors import UsageError
-from gsavl_cli.commands.evaluate import SamplerChoice
-from gsavl_cli.io.media import write_atomic, write_png
-from gsavl_cli.pipeline import audio_at, batch_heatmaps, load_models, make_segmenter
+from gsavl_cli.io.files import write_atomic, write_atomic_with
+from gsavl_cli.io.layouts import list_videos
+from gsavl_cli.model import ALIGN_CORNERS
+from gsavl_cli.predictor import Prediction, Predictor, SamplerChoice
 from gsavl_cli.viz.drawing import colourise, overlay as draw_overlay
 
+
 @dataclass
-class LocalizeOptions:
+class LocalizeSettings:
+    """Everything `gsavl localize` can be told about one frame per clip."""
+
     checkpoint: Path
-    time: float | None
-    map_name: str
-    samplers: list[SamplerChoice]
-    negatives: int
-    segmenter: str
-    sam_model: str
-    sam_checkpoint: Path | None
-    mask_choice: str
-    cascade_rounds: int
-    alpha: float
-    prior_checkpoint: Path | None
-    device: str
-    seed: int
+    time: float | None = None
+    map_name: str = "avobj"
+    sampler: SamplerChoice = field(default_factory=lambda: SamplerChoice("prob"))
+    negatives: int = 0
+    segmenter: str = "sam"
+    sam_model: str = "vit_h"
+    sam_checkpoint: Path | None = None
+    mask_choice: str = "single"
+    cascade_rounds: int = 1
+    cascade_threshold: float = 0.3
+    alpha: float = 0.4
+    align_corners: bool = ALIGN_CORNERS
+    resnet_checkpoint: Path | None = None
     pretrained_prior: bool = True
+    device: str = "cpu"
+    seed: int = 123
+
+
+@dataclass
+class LocalizeOutputs:
+    """Where to write: one mask (`output`) for one clip, or a folder for several."""
+
+    output: Path | None = None
+    out_dir: Path | None = None
+    overlay: Path | None = None
+    heatmap_png: Path | None = None
+    heatmap_npy: Path | None = None
+    json_file: Path | None = None
 
 
 def expand_clips(paths: list[Path]) -> list[Path]:
@@ -45,7 +60,7 @@ def expand_clips(paths: list[Path]) -> list[Path]:
     clips: list[Path] = []
     for path in paths:
         if path.is_dir():
-            clips.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES))
+            clips.extend(list_videos(path))
         elif path.exists():
             clips.append(path)
         else:
@@ -55,88 +70,107 @@ def expand_clips(paths: list[Path]) -> list[Path]:
     return clips
 
 
-def localize_one(path: Path, options: LocalizeOptions, models, segmenter) -> dict[str, Any]:
-    """Runs the pipeline on one clip; returns the arrays and facts to write."""
+def make_predictor(settings: LocalizeSettings) -> Predictor:
+    return Predictor.from_checkpoint(
+        settings.checkpoint, device=settings.device, segmenter=settings.segmenter, sam_model=settings.sam_model,
+        sam_checkpoint=settings.sam_checkpoint, resnet_checkpoint=settings.resnet_checkpoint, alpha=settings.alpha,
+        align_corners=settings.align_corners, pretrained_prior=settings.pretrained_prior,
+    )
+
+
+def clip_key(path: Path) -> str:
+    """The seeding key of a clip: its file name without suffix (a store's clip id for the same clip)."""
+    return Path(path).stem
+
+
+def localize_one(path: Path, settings: LocalizeSettings, predictor: Predictor) -> dict[str, Any]:
+    """Decodes the frame and the audio, then heatmap -> prompts -> mask through the Predictor."""
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     info = media.probe(path)
     if not info.has_audio:
-        raise media.MediaError(f"{path.name} has no audio stream", hint="localization needs the clip's sound")
-    at = options.time
-    if at is not None and (at < 0 or at > info.duration):
+        raise MediaError(f"{path.name} has no audio stream", hint="localization needs the clip's sound")
+    at = settings.time
+    if at is not None and not 0 <= at <= info.duration:
         raise UsageError(f"--time {at:g} s is outside {path.name} (0 to {info.duration:.2f} s)")
     frame = media.read_frames(path, [at or 0.0], info)[0]
-    audio = audio_at(media.read_audio(path), at, models.config)
+    waveform = media.read_audio(path)
     timings["decode_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    heat = batch_heatmaps(models, [frame], [audio], (options.map_name,), alpha=options.alpha)[options.map_name][0]
-    timings["heatmap_s"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    embedding = segmenter.embed([frame])[0]
+    predictor.set_clip(frame, waveform, time=at, key=clip_key(path))
     timings["image_encoder_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    choice = options.samplers[0]
-    generator = samplers.make_generator(options.seed)
-    if options.cascade_rounds > 1:
-        result = segmenter.cascade(embedding, heat, choice.name, generator, rounds=options.cascade_rounds, mask_choice=options.mask_choice, **choice.params)
-        prompts = samplers.sample(choice.name, heat, generator=samplers.make_generator(options.seed), **choice.params)
-    else:
-        prompts = samplers.sample(choice.name, heat, generator=generator, negatives=options.negatives, **choice.params)
-        result = segmenter.segment(embedding, prompts, mask_choice=options.mask_choice, heatmap=heat)
+    heat = predictor.heatmaps((settings.map_name,))[settings.map_name]
+    timings["heatmap_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    found = predictor.predict(settings.map_name, settings.sampler.name, settings.seed, negatives=settings.negatives,
+                              mask_choice=settings.mask_choice, cascade_rounds=settings.cascade_rounds,
+                              cascade_threshold=settings.cascade_threshold, **settings.sampler.params)
     timings["prompt_and_decoder_s"] = time.perf_counter() - tick
-    return {"frame": frame, "heatmap": heat.float().cpu().numpy(), "prompts": prompts, "result": result, "timings": timings, "time": at or 0.0}
+    return {"frame": frame, "heatmap": heat, "prediction": found, "timings": timings, "time": at or 0.0}
 
 
-def localize_clips(
-    clips: list[Path],
-    options: LocalizeOptions,
-    *,
-    output: Path | None,
-    out_dir: Path | None,
-    overlay: Path | None,
-    heatmap: Path | None,
-    json_file: Path | None,
-    progress: Callable[..., Any],
-) -> list[dict[str, Any]]:
-    """Localizes each clip with models loaded once; writes masks (+ extras) and returns summaries."""
+def localize_clips(clips: list[Path], settings: LocalizeSettings, outputs: LocalizeOutputs, *,
+                   progress: Callable[..., Any]) -> list[dict[str, Any]]:
+    """Localizes each clip with the models loaded once; writes masks (+ extras) and returns summaries."""
     paths = expand_clips(clips)
-    single = len(paths) == 1 and out_dir is None
-    if single and output is None:
-        output = paths[0].with_suffix(".mask.png")
-    if not single and output is not None:
+    single = len(paths) == 1 and outputs.out_dir is None
+    if not single and outputs.output is not None:
         raise UsageError("-o names one mask, but several clips were given", hint="use --out-dir for several clips")
-    models = load_models(options.checkpoint, options.device, (options.map_name,), pretrained_prior=options.pretrained_prior, prior_checkpoint=options.prior_checkpoint)
-    segmenter = make_segmenter(options.segmenter, options.device, sam_model=options.sam_model, sam_checkpoint=options.sam_checkpoint)
+    predictor = make_predictor(settings)
     summaries = []
     with progress() as bar:
         task = bar.add_task("localize", total=len(paths), rate="")
         for path in paths:
-            found = localize_one(path, options, models, segmenter)
-            target = output if single else Path(out_dir) / f"{path.stem}.mask.png"
-            extra = {} if single else {"overlay": Path(out_dir) / f"{path.stem}.overlay.png", "heatmap": Path(out_dir) / f"{path.stem}.heatmap.png", "json": Path(out_dir) / f"{path.stem}.json"}
-            summaries.append(_write_outputs(path, found, options, segmenter.name, target,
-                                            overlay if single else extra["overlay"] if overlay else None,
-                                            heatmap if single else extra["heatmap"] if heatmap else None,
-                                            json_file if single else extra["json"] if json_file else None))
+            found = localize_one(path, settings, predictor)
+            summaries.append(_write_outputs(path, found, settings, _targets(path, outputs, single)))
             bar.advance(task)
     return summaries
 
 
-def _write_outputs(path, found, options, segmenter_name, mask_path, overlay_path, heatmap_path, json_path) -> dict[str, Any]:
-    result, prompts = found["result"], found["prompts"]
-    write_png(mask_path, result.mask)
-    if overlay_path is not None:
-        write_png(overlay_path, draw_overlay(found["frame"], found["heatmap"], result.mask, prompts.points, prompts.labels))
-    if heatmap_path is not None:
-        write_png(heatmap_path, colourise(found["heatmap"]))
-    summary = {
-        "clip": str(path), "mask": str(mask_path), "time": found["time"], "map": options.map_name,
-        "sampler": options.samplers[0].name, "sampler_params": options.samplers[0].params, "segmenter": segmenter_name,
-        "sam_model": options.sam_model if segmenter_name == "sam" else None,
-        "points": prompts.points.round(2).tolist(), "labels": prompts.labels.tolist(), "mask_area": int(result.mask.sum()),
-        "frame_size": list(found["frame"].shape[:2]),
-        "sam_score": None if np.isnan(result.score) else result.score, "cascade_rounds": result.rounds, "timings": found["timings"],
+def _targets(path: Path, outputs: LocalizeOutputs, single: bool) -> LocalizeOutputs:
+    if single:
+        return LocalizeOutputs(outputs.output or path.with_suffix(".mask.png"), None, outputs.overlay, outputs.heatmap_png,
+                               outputs.heatmap_npy, outputs.json_file)
+    folder, stem = Path(outputs.out_dir), path.stem  # type: ignore[arg-type]
+    return LocalizeOutputs(
+        folder / f"{stem}.mask.png", folder,
+        folder / f"{stem}.overlay.png" if outputs.overlay else None,
+        folder / f"{stem}.heatmap.png" if outputs.heatmap_png else None,
+        folder / f"{stem}.heatmap.npy" if outputs.heatmap_npy else None,
+        folder / f"{stem}.json" if outputs.json_file else None,
+    )
+
+
+def prediction_summary(found: Prediction) -> dict[str, Any]:
+    """The JSON facts of one prediction (shared by the single-frame and video outputs)."""
+    return {
+        "map": found.map, "sampler": found.sampler, "segmenter": found.segmenter,
+        "points": found.points.round(2).tolist(), "labels": found.labels.tolist(), "mask_area": int(found.mask.sum()),
+        "score": None if np.isnan(found.score) else float(found.score), "rounds": found.rounds,
+        "agreement": None if np.isnan(found.agreement) else round(float(found.agreement), 6),
     }
-    if json_path is not None:
-        write_atomic(json_path, json.dumps(summary, indent=2).encode("utf-8"))
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a handle: np.save would append .npy to a bare name
+        np.save(f, np.asarray(array, dtype=np.float32), allow_pickle=False)
+
+
+def _write_outputs(path: Path, found: dict[str, Any], settings: LocalizeSettings, to: LocalizeOutputs) -> dict[str, Any]:
+    prediction: Prediction = found["prediction"]
+    media.write_png(to.output, prediction.mask)
+    if to.overlay is not None:
+        media.write_png(to.overlay, draw_overlay(found["frame"], found["heatmap"], prediction.mask, prediction.points, prediction.labels))
+    if to.heatmap_png is not None:
+        media.write_png(to.heatmap_png, colourise(found["heatmap"]))
+    if to.heatmap_npy is not None:
+        write_atomic_with(to.heatmap_npy, lambda tmp: _save_npy(tmp, found["heatmap"]))
+    summary = {
+        "clip": str(path), "mask": str(to.output), "time": found["time"], **prediction_summary(prediction),
+        "sampler_params": settings.sampler.params, "sam_model": settings.sam_model if prediction.segmenter == "sam" else None,
+        "frame_size": list(found["frame"].shape[:2]), "timings": found["timings"],
+    }
+    if to.json_file is not None:
+        write_atomic(to.json_file, json.dumps(summary, indent=2).encode("utf-8"))
     return summary

@@ -13,7 +13,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from gsavl_cli.data.clips import AudioVisualClips, collate
+from gsavl_cli.distributed import init_distributed
 from gsavl_cli.io.layouts import filter_subset
 from gsavl_cli.errors import GsavlError, UsageError
-from gsavl_cli.commands.evaluate import heatmap_metrics, validation_ids
 from gsavl_cli.data.features import train_transform
 from gsavl_cli.io.media import write_atomic
 from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
@@ -73,24 +73,25 @@ class EpochLog:
     best: bool = False
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun; (0, 1) otherwise."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def _test_interpolation(path: Path) -> str:
+    """The test resize of the training data's protocol, recorded for `localize`."""
+    from gsavl_cli.data.features import test_interpolation_for
+
+    with open_store(path) as store:
+        return test_interpolation_for(str(store.settings.get("layout", "folder")))
 
 
-def init_distributed(device: str) -> tuple[int, int, str]:
-    """Joins the torchrun process group when WORLD_SIZE > 1; picks this rank's GPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or dist.is_initialized():
-        return (*_distributed(), device)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
+def trained_audio_window(path: Path) -> float | None:
+    """The audio window (s) the store's VGGish features hold: the preprocess window, else the
+    median clip length (AVSBench: 5 s). Recorded in the checkpoint so every command gives
+    the model the same input."""
+    with open_store(path) as store:
+        window = store.settings.get("vggish_seconds")
+        if window:
+            return float(window)
+        durations = [float(store.meta(i).get("duration", 0.0)) for i in store.ids]
+    positive = [d for d in durations if d > 0]
+    return round(float(np.median(positive)), 2) if positive else None
 
 
 def _seed_everything(seed: int) -> torch.Generator:
@@ -197,10 +198,14 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
     rank, world, cfg.device = init_distributed(cfg.device)
     if rank == 0:
         _check_out(cfg.out)
+    cfg.model = replace(cfg.model, audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data),
+                        test_interpolation=_test_interpolation(cfg.data))
     generator = _seed_everything(cfg.seed)
     dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.audio_encoder, train_transform(cfg.model.image_size))
     if len(dataset) < 2:
         raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
+    from gsavl_cli.commands.evaluate import heatmap_metrics, validation_ids  # evaluation builds on training's modules
+
     val_ids = validation_ids(cfg.val, cfg.val_split) if cfg.val is not None else []
     model = build_localizer(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint, resnet_checkpoint=cfg.resnet_checkpoint,
                             identity_image_init=cfg.identity_init).to(cfg.device)

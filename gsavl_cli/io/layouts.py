@@ -75,7 +75,7 @@ def folder_layout(source: Path, split: str = "all", **_: object) -> list[ClipSou
     """Every video under SOURCE, recursively; the clip id is the path without suffix."""
     if source.is_file():
         return [ClipSource(clip_id=source.stem, video=source.resolve())]
-    videos = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    videos = list_videos(source)
     return [ClipSource(clip_id=str(p.relative_to(source).with_suffix("")), video=p.resolve()) for p in videos]
 
 
@@ -324,3 +324,8 @@ def resolve_dataset(name_or_path: str) -> Path:
             hint=f"run `gsavl preprocess SOURCE -o {target}` (see docs/data.md)",
         )
     return target
+
+
+def list_videos(folder: Path) -> list[Path]:
+    """The video files under `folder`, recursively, sorted (the one folder walk)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())

@@ -44,7 +44,7 @@ class ClipRecord:
     meta: dict[str, Any] = field(default_factory=dict)  # source, duration, split, category
 
 
-def _key(clip_id: str) -> str:
+def hdf5_name(clip_id: str) -> str:
     """HDF5 names cannot hold '/', and '.' alone is reserved."""
     return clip_id.replace("/", "|")
 
@@ -122,7 +122,7 @@ class StoreWriter:
 
     def write(self, record: ClipRecord) -> None:
         clips = self._file[_CLIPS]
-        key = _key(record.clip_id)
+        key = hdf5_name(record.clip_id)
         if key in clips:
             del clips[key]
         group = clips.create_group(key)

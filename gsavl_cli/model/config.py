@@ -32,7 +32,9 @@ class ModelConfig:
     `similarity="dot"` with `normalize_features=False` is the original's "dot" ablation
     (the product of features that are not L2-normalised); `cosine` normalises whatever
     the encoders give. `audio_seconds` is the audio window per frame the model was
-    trained with (None: the clip's whole audio, as preprocess stores it).
+    trained with (None: the clip's whole audio, as preprocess stores it);
+    `test_interpolation` the test-time resize of its training dataset's protocol
+    (AVSBench bilinear, VGG-SS bicubic), which `localize` uses.
     """
 
     audio_encoder: str = "vggish"
@@ -44,10 +46,12 @@ class ModelConfig:
     image_size: int = 224
     normalize_features: bool = True
     audio_seconds: float | None = None
+    test_interpolation: str = "bicubic"
 
     def __post_init__(self) -> None:
         check_choice("audio encoder", self.audio_encoder, AUDIO_ENCODERS)
         check_choice("similarity", self.similarity, SIMILARITIES)
+        check_choice("test interpolation", self.test_interpolation, ("bilinear", "bicubic"))
         if self.dim < 1 or self.tau <= 0 or self.beta < 0 or self.image_size < 32:
             raise UsageError(
                 f"invalid model settings: dim={self.dim}, tau={self.tau}, beta={self.beta}, "

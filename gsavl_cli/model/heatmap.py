@@ -53,6 +53,53 @@ def _group_by_size(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], li
     return groups
 
 
+def _check(maps: Sequence[str], alpha: float) -> tuple[str, ...]:
+    wanted = tuple(maps)
+    for name in wanted:
+        check_choice("heatmap", name, MAP_NAMES)
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"alpha must be in [0, 1], got {alpha}")
+    return wanted
+
+
+@torch.no_grad()
+def coarse_maps(
+    localizer: Localizer | None,
+    prior: ObjectPrior | None,
+    images: torch.Tensor,
+    audio: torch.Tensor | None,
+    lengths: torch.Tensor | None,
+    maps: Sequence[str] = MAP_NAMES,
+) -> dict[str, torch.Tensor]:
+    """The maps before upsampling: `av` [B,h,w] (S_ii) and/or `obj` [B,h,w], as `maps` need."""
+    wanted = _check(maps, 0.0)
+    coarse: dict[str, torch.Tensor] = {}
+    if "av" in wanted or "avobj" in wanted:
+        with eval_mode(localizer):
+            coarse["av"] = localizer.ssl_map(*localizer(images, audio, lengths))
+    if "obj" in wanted or "avobj" in wanted:
+        if prior is None:
+            raise UsageError("the obj and avobj heatmaps need the object prior")
+        coarse["obj"] = prior(images)
+    return coarse
+
+
+def full_maps(
+    coarse: dict[str, torch.Tensor],
+    size: tuple[int, int],
+    maps: Sequence[str] = MAP_NAMES,
+    *,
+    alpha: float = 0.4,
+    align_corners: bool = ALIGN_CORNERS,
+) -> dict[str, torch.Tensor]:
+    """Coarse maps [B,h,w] -> normalised heatmaps [B,H,W] at `size`; avobj mixes av and obj."""
+    wanted = _check(maps, alpha)
+    full = {name: normalise_map(upsample(c, size, align_corners)) for name, c in coarse.items()}
+    if "avobj" in wanted:
+        full["avobj"] = normalise_map(alpha * full["av"] + (1 - alpha) * full["obj"])
+    return {name: full[name] for name in wanted}
+
+
 @torch.no_grad()
 def heatmaps(
     localizer: Localizer | None,
@@ -66,30 +113,15 @@ def heatmaps(
     *,
     align_corners: bool = ALIGN_CORNERS,
 ) -> dict[str, list[torch.Tensor]]:
-    """Heatmaps in [0,1] at each frame's (H,W); frames of the same size are processed together."""
-    wanted = tuple(maps)
-    for name in wanted:
-        check_choice("heatmap", name, MAP_NAMES)
+    """Heatmaps in [0,1] at each frame's (H,W); frames of the same size are upsampled together."""
+    wanted = _check(maps, alpha)
     if len(sizes) != images.shape[0]:
         raise UsageError(f"{len(sizes)} frame sizes for {images.shape[0]} images")
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"alpha must be in [0, 1], got {alpha}")
-    need_av = "av" in wanted or "avobj" in wanted
-    need_obj = "obj" in wanted or "avobj" in wanted
-    if need_obj and prior is None:
-        raise UsageError("the obj and avobj heatmaps need the object prior")
-    coarse: dict[str, torch.Tensor] = {}
-    if need_av:
-        with eval_mode(localizer):
-            coarse["av"] = localizer.ssl_map(*localizer(images, audio, lengths))
-    if need_obj:
-        coarse["obj"] = prior(images)
+    coarse = coarse_maps(localizer, prior, images, audio, lengths, wanted)
     result: dict[str, list[torch.Tensor]] = {name: [None] * len(sizes) for name in wanted}
     for size, indices in _group_by_size(sizes).items():
         index = torch.tensor(indices, device=images.device)
-        full = {name: normalise_map(upsample(c[index], size, align_corners)) for name, c in coarse.items()}
-        if "avobj" in wanted:
-            full["avobj"] = normalise_map(alpha * full["av"] + (1 - alpha) * full["obj"])
+        full = full_maps({k: c[index] for k, c in coarse.items()}, size, wanted, alpha=alpha, align_corners=align_corners)
         for name in wanted:
             for position, item in enumerate(indices):
                 result[name][item] = full[name][position]

@@ -28,6 +28,7 @@ from gsavl_cli.samplers import Prompts
 from gsavl_cli.segment.base import ImageEmbedding, SegmentResult, check_image, check_mask_choice, frame_heatmap, soft_iou
 
 SAM_ARCHS = ("vit_h", "vit_l", "vit_b")
+ATTENTION_MODES = ("sdpa", "original")  # image-encoder attention: fused SDPA (sdpa.py) or segment-anything's own
 
 
 def _load_strict(sam: Sam, state: dict, arch: str, path: Path) -> None:
@@ -80,11 +81,28 @@ class SamSegmenter:
 
     On CUDA the image encoder runs under bf16 autocast unless `bf16=False` (ignored on
     CPU); its features are kept in fp32 and the prompt encoder and decoder run in fp32.
+    `attention="sdpa"` switches the image encoder's attention blocks (in place, on `sam`
+    itself) to `torch.nn.functional.scaled_dot_product_attention`: equal to float
+    rounding, faster and lighter (docs/performance.md); `"original"` keeps or restores
+    segment-anything's own.
     """
 
     name = "sam"
 
-    def __init__(self, sam: Sam, *, device: str | torch.device = "cpu", bf16: bool | None = None) -> None:
+    def __init__(
+        self,
+        sam: Sam,
+        *,
+        device: str | torch.device = "cpu",
+        bf16: bool | None = None,
+        attention: str = "sdpa",
+    ) -> None:
+        if attention not in ATTENTION_MODES:
+            raise UsageError(f"unknown attention {attention!r}", hint=f"choose from {', '.join(ATTENTION_MODES)}")
+        from gsavl_cli.segment import sdpa
+
+        (sdpa.use_sdpa if attention == "sdpa" else sdpa.use_original)(sam)
+        self.attention = attention
         self.device = torch.device(device)
         self.sam = sam.to(self.device).eval()
         self.bf16 = self.device.type == "cuda" and (bf16 is None or bf16)

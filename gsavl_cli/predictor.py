@@ -1,0 +1,342 @@
+"""The one path from a frame and its audio to heatmaps, prompts and a mask.
+
+Modelled on Segment Anything's `SamPredictor`: `set_clip` once (the SAM image
+embedding is computed there, once), then `heatmaps()` and `predict(...)` as often as
+wanted. `localize`, `eval`, `demo` and the benchmarks all go through this class, so a
+clip gives the same answer everywhere:
+
+- the audio input is derived from the waveform with the window the checkpoint was
+  trained with (`ModelConfig.audio_window`), centred on the frame's time;
+- random samplers draw from a generator seeded by (seed, clip key, map, sampler)
+  (`prompt_generator`), so points depend neither on batching nor on the command;
+- the cascade reports the prompts that produced the returned mask.
+
+The batched form (`prepare` a list of clips, then `predict(..., clip=...)`) runs the
+localizer and the SAM encoder on many frames at once; the arithmetic is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from gsavl_cli import samplers
+from gsavl_cli.data import features
+from gsavl_cli.errors import GsavlError, UsageError
+from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES, Localizer, ModelConfig, build_object_prior, coarse_maps, full_maps, load_checkpoint
+from gsavl_cli.model.config import check_choice
+from gsavl_cli.model.prior import ObjectPrior
+from gsavl_cli.samplers import Prompts
+from gsavl_cli.segment import ImageEmbedding, Segmenter, make_segmenter, soft_iou
+
+DEFAULT_ALPHA = 0.4
+
+
+def prompt_generator(seed: int, key: str, map_name: str, sampler: str) -> torch.Generator:
+    """THE seeding rule for random samplers: a generator that depends only on these names."""
+    digest = hashlib.sha256("/".join((str(seed), key, map_name, sampler)).encode()).digest()
+    return samplers.make_generator(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def window_around(waveform: np.ndarray, time: float, seconds: float, sample_rate: int = features.SAMPLE_RATE) -> np.ndarray:
+    """`seconds` of audio centred on `time`, shifted to stay inside the clip (tiled if shorter)."""
+    length = int(round(seconds * sample_rate))
+    if len(waveform) <= length:
+        return features.centre_window(waveform, sample_rate, seconds)
+    start = int(round(time * sample_rate)) - length // 2
+    start = min(max(start, 0), len(waveform) - length)
+    return waveform[start : start + length]
+
+
+def audio_window(waveform: np.ndarray, time: float | None, seconds: float | None) -> np.ndarray:
+    """The samples the model hears for a frame at `time` (None: the clip-level audio).
+
+    With no recorded window (VGGish trained on whole clips) the whole clip; at `time=None`
+    the window in the middle of the clip, as `preprocess` stores it.
+    """
+    if seconds is None:
+        return waveform
+    if time is None:
+        return features.centre_window(waveform, features.SAMPLE_RATE, seconds)
+    return window_around(waveform, time, seconds)
+
+
+def audio_input(waveform: np.ndarray, time: float | None, config: ModelConfig) -> torch.Tensor:
+    """The model's audio features for a mono 16 kHz waveform: VGGish examples or the EZ-VSL spectrogram."""
+    samples = audio_window(np.asarray(waveform, dtype=np.float32), time, config.audio_window)
+    if config.audio_encoder == "vggish":
+        return features.vggish_examples(samples, features.SAMPLE_RATE)
+    return features.ezvsl_spectrogram(samples, features.SAMPLE_RATE, float(config.audio_window))
+
+
+def silent_like(waveform: np.ndarray) -> np.ndarray:
+    """The `--audio silent` control: digital silence of the same length."""
+    return np.zeros_like(np.asarray(waveform, dtype=np.float32))
+
+
+@dataclass
+class ClipInput:
+    """One frame (RGB uint8 [H,W,3]) and its clip's mono 16 kHz waveform [N]."""
+
+    frame: np.ndarray
+    waveform: np.ndarray
+    time: float | None = None
+    key: str | None = None
+
+
+@dataclass
+class PreparedClip:
+    """A clip after `prepare`: its audio input, SAM embedding and (lazily) its heatmaps."""
+
+    key: str
+    frame: np.ndarray
+    audio: torch.Tensor
+    embedding: ImageEmbedding
+    coarse: dict[str, torch.Tensor] = field(default_factory=dict)
+    heat: dict[tuple[str, tuple[int, int]], torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.frame.shape[0]), int(self.frame.shape[1])
+
+
+@dataclass
+class Prediction:
+    """Prompts (x, y pixels; label 1 positive, 0 negative) and the mask they produced."""
+
+    points: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+    score: float
+    rounds: int
+    map: str
+    sampler: str
+    segmenter: str
+    agreement: float = float("nan")
+
+    @property
+    def prompts(self) -> Prompts:
+        return Prompts(self.points, self.labels)
+
+
+class EmbeddingStore(Protocol):
+    """A cache of image embeddings keyed by clip key (see `gsavl_cli.io.embedding_cache`)."""
+
+    def get(self, key: str) -> ImageEmbedding | None: ...
+
+    def put(self, key: str, embedding: ImageEmbedding) -> None: ...
+
+
+def _check_frame(frame: np.ndarray) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise UsageError(f"a frame must be an RGB uint8 array [H,W,3], got {getattr(frame, 'shape', type(frame))}")
+    return frame
+
+
+def _check_waveform(waveform: np.ndarray) -> np.ndarray:
+    wave = np.asarray(waveform, dtype=np.float32)
+    if wave.ndim != 1 or wave.size == 0:
+        raise UsageError(f"the waveform must be mono 16 kHz samples [N], got shape {wave.shape}")
+    return wave
+
+
+class Predictor:
+    """Localizer + object prior + sampler registry + segmenter, behind one small API."""
+
+    def __init__(
+        self,
+        localizer: Localizer,
+        segmenter: Segmenter,
+        *,
+        device: str = "cpu",
+        alpha: float = DEFAULT_ALPHA,
+        align_corners: bool = ALIGN_CORNERS,
+        interpolation: str | None = None,
+        prior: ObjectPrior | None = None,
+        resnet_checkpoint: Path | None = None,
+        pretrained_prior: bool = True,
+    ) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise UsageError(f"alpha must be in [0, 1], got {alpha}")
+        self.localizer = localizer.to(device).eval()
+        self.config: ModelConfig = localizer.config
+        self.segmenter = segmenter
+        self.device = device
+        self.alpha = alpha
+        self.align_corners = align_corners
+        self.interpolation = interpolation or self.config.test_interpolation
+        self._prior = prior
+        self._prior_source = (resnet_checkpoint, pretrained_prior)
+        self.embedding_cache: EmbeddingStore | None = None
+        self.clip: PreparedClip | None = None
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        segmenter: str = "sam",
+        sam_model: str = "vit_h",
+        sam_checkpoint: Path | None = None,
+        resnet_checkpoint: Path | None = None,
+        alpha: float = DEFAULT_ALPHA,
+        align_corners: bool = ALIGN_CORNERS,
+        interpolation: str | None = None,
+        pretrained_prior: bool = True,
+    ) -> Predictor:
+        """A predictor for a trained checkpoint; SAM's weights come through the resolver.
+
+        `interpolation` (bilinear / bicubic test resize) defaults to the checkpoint's
+        training protocol; `eval` passes the evaluated dataset's.
+        """
+        loaded = load_checkpoint(Path(path), map_location="cpu")
+        if loaded.family != "localizer":
+            raise UsageError(f"{path} holds a {loaded.family} model, not a localizer", hint="use `gsavl eval`/`localize` with a localizer checkpoint")
+        chosen = make_segmenter(segmenter, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
+        return cls(loaded.model, chosen, device=device, alpha=alpha, align_corners=align_corners, interpolation=interpolation,
+                   resnet_checkpoint=resnet_checkpoint, pretrained_prior=pretrained_prior)
+
+    @property
+    def prior(self) -> ObjectPrior:
+        """The frozen object prior, loaded on first use (only the obj/avobj maps need it)."""
+        if self._prior is None:
+            checkpoint, pretrained = self._prior_source
+            self._prior = build_object_prior(pretrained=pretrained, checkpoint=checkpoint).to(self.device).eval()
+        return self._prior
+
+    # -- clips ---------------------------------------------------------------------------
+
+    def set_clip(self, frame: np.ndarray, waveform: np.ndarray, *, time: float | None = None, key: str | None = None) -> None:
+        """Makes this frame and its audio the current clip; computes its image embedding once."""
+        self.clip = self.prepare([ClipInput(frame, waveform, time, key)])[0]
+
+    def prepare(self, clips: Sequence[ClipInput], maps: Sequence[str] = (), *, batch_size: int = 4) -> list[PreparedClip]:
+        """The batched form: audio inputs, image embeddings (and heatmaps `maps`) for many clips."""
+        prepared = [
+            PreparedClip(c.key if c.key is not None else "clip", _check_frame(c.frame),
+                         audio_input(_check_waveform(c.waveform), c.time, self.config), None)  # type: ignore[arg-type]
+            for c in clips
+        ]
+        for clip, embedding in zip(prepared, self._embed(prepared, batch_size)):
+            clip.embedding = embedding
+        if maps:
+            self._compute_coarse(prepared, tuple(maps))
+        return prepared
+
+    def _embed(self, clips: list[PreparedClip], batch_size: int) -> list[ImageEmbedding]:
+        cache = self.embedding_cache
+        found = [cache.get(c.key) if cache is not None else None for c in clips]
+        todo = [i for i, e in enumerate(found) if e is None]
+        fresh = self.segmenter.embed([clips[i].frame for i in todo], batch_size=batch_size) if todo else []
+        for i, embedding in zip(todo, fresh):
+            found[i] = embedding
+            if cache is not None and embedding.features is not None:
+                cache.put(clips[i].key, embedding)
+        return found  # type: ignore[return-value]
+
+    def _current(self, clip: PreparedClip | None) -> PreparedClip:
+        chosen = clip if clip is not None else self.clip
+        if chosen is None:
+            raise GsavlError("no clip is set", hint="call set_clip(frame, waveform) first")
+        return chosen
+
+    # -- heatmaps ------------------------------------------------------------------------
+
+    def _compute_coarse(self, clips: list[PreparedClip], maps: tuple[str, ...]) -> None:
+        """The localizer and prior on a batch of frames, for the coarse maps they still lack."""
+        for name in maps:
+            check_choice("heatmap", name, MAP_NAMES)
+        need = {"av"} if any(m in ("av", "avobj") for m in maps) else set()
+        need |= {"obj"} if any(m in ("obj", "avobj") for m in maps) else set()
+        todo = [c for c in clips if not need <= set(c.coarse)]
+        if not todo:
+            return
+        transform = features.test_transform(self.config.image_size, interpolation=self.interpolation)
+        images = torch.stack([transform(c.frame) for c in todo]).to(self.device)
+        lengths = torch.tensor([c.audio.shape[0] for c in todo], dtype=torch.long, device=self.device)
+        audio = torch.nn.utils.rnn.pad_sequence([c.audio for c in todo], batch_first=True) if todo[0].audio.dim() == 3 \
+            else torch.stack([c.audio for c in todo])
+        wanted = tuple(m for m in ("av", "obj") if m in need)
+        found = coarse_maps(self.localizer, self.prior if "obj" in need else None, images, audio.to(self.device), lengths, wanted)
+        for k, clip in enumerate(todo):
+            clip.coarse.update({name: maps_[k : k + 1] for name, maps_ in found.items()})
+
+    def heatmap_tensor(self, map_name: str = "avobj", *, clip: PreparedClip | None = None,
+                       size: tuple[int, int] | None = None) -> torch.Tensor:
+        """One heatmap [H,W] in [0,1] at the frame's size (or `size`), on the predictor's device."""
+        current = self._current(clip)
+        size = tuple(size or current.size)  # type: ignore[assignment]
+        if (map_name, size) not in current.heat:
+            self._compute_coarse([current], (map_name,))
+            full = full_maps(current.coarse, size, (map_name,), alpha=self.alpha, align_corners=self.align_corners)
+            current.heat[(map_name, size)] = full[map_name][0]
+        return current.heat[(map_name, size)]
+
+    def heatmaps(self, maps: Sequence[str] = MAP_NAMES, *, clip: PreparedClip | None = None) -> dict[str, np.ndarray]:
+        """`av`, `obj`, `avobj` (or `maps`), each float32 [H,W] at the frame's size."""
+        return {m: self.heatmap_tensor(m, clip=clip).float().cpu().numpy() for m in maps}
+
+    # -- prompts and masks ---------------------------------------------------------------
+
+    def predict(
+        self,
+        map: str = "avobj",
+        sampler: str = "prob",
+        seed: int = 0,
+        *,
+        clip: PreparedClip | None = None,
+        heatmap: np.ndarray | torch.Tensor | None = None,
+        negatives: int = 0,
+        mask_choice: str = "single",
+        cascade_rounds: int = 1,
+        cascade_threshold: float = 0.3,
+        **sampler_params: Any,
+    ) -> Prediction:
+        """Prompts from `sampler` on heatmap `map` (or the given `heatmap`), then the mask.
+
+        With `cascade_rounds > 1`, a mask whose agreement with the heatmap (soft IoU) is
+        below `cascade_threshold` is rejected: its region is removed from the sampling map
+        (renormalised to max 1) and the next round samples from what is left; negatives are
+        drawn in every round. The best-agreeing round's mask and the prompts that produced
+        it are returned (`rounds` = rounds run).
+        """
+        current = self._current(clip)
+        if cascade_rounds < 1:
+            raise UsageError(f"cascade rounds must be >= 1, got {cascade_rounds}")
+        heat = (self.heatmap_tensor(map, clip=current) if heatmap is None else samplers.as_heatmap(heatmap)).to(self.device)
+        if tuple(heat.shape) != current.size:
+            raise UsageError(f"heatmap {tuple(heat.shape)} and frame {current.size} differ in size")
+        generator = prompt_generator(seed, current.key, map, sampler)
+        sampling, best, best_prompts, best_agreement, used = heat, None, None, -1.0, 0
+        for used in range(1, cascade_rounds + 1):
+            prompts = samplers.sample(sampler, sampling, generator=generator, negatives=negatives, **sampler_params)
+            result = self.segmenter.segment_many(current.embedding, [prompts], mask_choice=mask_choice, heatmap=heat)[0]
+            mask = torch.from_numpy(result.mask).to(heat.device)
+            agreement = float(soft_iou(heat, mask))
+            if agreement > best_agreement:
+                best, best_prompts, best_agreement = result, prompts, agreement
+            if cascade_rounds == 1 or agreement >= cascade_threshold:
+                break
+            sampling = sampling * ~mask
+            peak = sampling.max()
+            if not bool(peak > 0):
+                break
+            sampling = sampling / peak
+        assert best is not None and best_prompts is not None
+        return Prediction(best_prompts.points, best_prompts.labels, best.mask, float(best.score), used, map, sampler,
+                          self.segmenter.name, best_agreement)
+
+
+@dataclass
+class SamplerChoice:
+    """A sampler by name with its options (`predict(sampler=name, **params)`)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
