@@ -187,58 +187,74 @@ def _default_subset(dataset: str) -> str | None:
     return name
 
 
-TRAIN_PRESETS = {"avsbench-s4": (32, 10)}  # dataset -> (batch size, epochs); others: (128, 20)
+TRAIN_PRESETS = {"avsbench-s4": (32, 10)}  # localizer: dataset -> (batch size, epochs); others: (128, 20)
+LOCALIZER_ONLY = ("audio_encoder", "similarity", "beta")
 
 
 @app.command(
     epilog="Examples:\n\n  gsavl train --dataset vggsound10k --val vggss.h5 --out runs/gsavl\n\n"
     "  gsavl train --dataset s4.h5 --model ezvsl --epochs 10 --batch-size 32\n\n"
+    "  gsavl train --dataset s4.h5 --model ssl2avs-pvt --out runs/ssl2avs-s4\n\n"
     "  torchrun --nproc-per-node 4 -m gsavl_cli train --dataset vggsound144k --out runs/big"
 )
 @handle_errors
 def train(
     dataset: Annotated[str, typer.Option(help="An HDF5 file from `gsavl preprocess`, or vggsound10k, vggsound144k, avsbench-s4.")],
     out: Annotated[Optional[Path], typer.Option(help="Run folder for best.pt, last.pt, metrics.jsonl, config.json.")] = None,
-    val: Annotated[Optional[Path], typer.Option(help="Annotated HDF5 for validation after every epoch (cIoU picks best.pt).")] = None,
-    model: Annotated[str, typer.Option(help="Preset: gsavl (VGGish + cosine) or ezvsl (ResNet-18 audio + dot).")] = "gsavl",
+    val: Annotated[Optional[Path], typer.Option(help="Annotated HDF5 for validation after every epoch (localizer: cIoU picks best.pt; ssl2avs: mask mIoU, default the data file's own val, else test, split).")] = None,
+    model: Annotated[str, typer.Option(help="Preset: gsavl (VGGish + cosine) or ezvsl (ResNet-18 audio + dot), self-supervised; or SSL2AVS, supervised on masks: ssl2avs-r50, ssl2avs-r50-plus (no stem max-pool), ssl2avs-pvt (PVT-v2-b5), ssl2avs-tiny (small, for CPUs).")] = "gsavl",
     audio_encoder: Annotated[Optional[str], typer.Option(help="Override the preset: vggish or resnet18.")] = None,
     similarity: Annotated[Optional[str], typer.Option(help="Override the preset: cosine or dot.")] = None,
     tau: Annotated[Optional[float], typer.Option(help="Contrastive temperature (paper: 0.03).")] = None,
     beta: Annotated[Optional[float], typer.Option(help="Weight of the global-alignment loss (0 = off).")] = None,
-    freeze_audio: Annotated[bool, typer.Option(help="Keep the pretrained VGGish weights fixed.")] = False,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (paper: 20 VGGSound, 10 AVSBench).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size over all processes (paper: 128 VGGSound, 32 AVSBench).")] = None,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    freeze_audio: Annotated[Optional[bool], typer.Option("--freeze-audio/--no-freeze-audio", help="Keep the pretrained VGGish weights fixed (default: the preset's; off for gsavl, on for ssl2avs).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Square frame size the model sees (default: the preset's, 224; ssl2avs also 512).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (paper: 20 VGGSound, 10 AVSBench; ssl2avs: 30 S4, 60 MS3).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size over all processes (paper: 128 VGGSound, 32 AVSBench; ssl2avs: 4 clips).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: 1e-4 with Adam for the localizer, 2e-5 with AdamW for ssl2avs).")] = None,
     split: Annotated[str, typer.Option(help="Split of the data file to train on.")] = "train",
-    val_split: Annotated[Optional[str], typer.Option(help="Split of --val to validate on (default: test, else val).")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better validation cIoU.")] = None,
+    val_split: Annotated[Optional[str], typer.Option(help="Split of --val to validate on (default: test, else val; ssl2avs: val, else test).")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better validation score (cIoU; ssl2avs: mIoU).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt (optimizer, epoch and RNG included).")] = False,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
     pretrained: Annotated[bool, typer.Option(help="Start from ImageNet ResNet-18 and AudioSet VGGish weights (--no-pretrained: random init).")] = True,
     identity_init: Annotated[bool, typer.Option(help="With --no-pretrained: identity (Dirac) image encoder, a locality-preserving stand-in for ImageNet weights offline.")] = False,
     vggish_checkpoint: Annotated[Optional[Path], typer.Option(help="VGGish weights file (else cache or download).")] = None,
     resnet_checkpoint: Annotated[Optional[Path], typer.Option(help="ImageNet ResNet-18 weights file (else cache or download).")] = None,
+    backbone_checkpoint: Annotated[Optional[Path], typer.Option(help="ssl2avs: ImageNet ResNet-50 or PVT-v2-b5 weights file (else cache or download).")] = None,
+    frames: Annotated[str, typer.Option(help="ssl2avs: feed every frame of a clip (all, as AVSegFormer) or only the annotated ones (annotated: S4 trains 5x faster).")] = "all",
     max_steps: Annotated[Optional[int], typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")] = None,
     subset: SubsetOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the checkpoint path and every epoch's log as JSON on stdout.")] = False,
 ) -> None:
-    """Train the audio-visual localizer, self-supervised (no labels needed)."""
+    """Train the audio-visual localizer, self-supervised (no labels needed), or SSL2AVS, supervised on masks."""
     from gsavl_cli.console import resolve_device
     from gsavl_cli.io.layouts import resolve_dataset
     from gsavl_cli.model import config_from_preset
     from gsavl_cli.commands.train import TrainConfig, train as run_training
+    from gsavl_cli.model.ssl2avs import SSL2AVSConfig
 
     data = resolve_dataset(dataset)
     subset = subset or _default_subset(dataset)
-    overrides = {k: v for k, v in {"audio_encoder": audio_encoder, "similarity": similarity, "tau": tau, "beta": beta}.items() if v is not None}
-    config = config_from_preset(model, freeze_audio=freeze_audio, **overrides)
-    preset_batch, preset_epochs = TRAIN_PRESETS.get(dataset, (128, 20))
+    overrides = {k: v for k, v in {"audio_encoder": audio_encoder, "similarity": similarity, "tau": tau, "beta": beta,
+                                   "freeze_audio": freeze_audio, "image_size": image_size}.items() if v is not None}
+    segmentation = isinstance(config_from_preset(model), SSL2AVSConfig)
+    if segmentation:
+        misplaced = [f"--{k.replace('_', '-')}" for k in LOCALIZER_ONLY if k in overrides]
+        if misplaced:
+            raise UsageError(f"{', '.join(misplaced)} only apply to the localizer presets (gsavl, ezvsl)", hint=f"drop them for {model}")
+        from gsavl_cli.commands.train_segmentation import DEFAULT_BATCH, default_epochs
+
+        preset_batch, preset_epochs = DEFAULT_BATCH, default_epochs(data)
+    else:
+        preset_batch, preset_epochs = TRAIN_PRESETS.get(dataset, (128, 20))
+    config = config_from_preset(model, **overrides)
     cfg = TrainConfig(
         data=data, out=out or Path("runs") / data.stem, model=config, val=val, split=split, val_split=val_split,
         epochs=epochs or preset_epochs, batch_size=batch_size or preset_batch, lr=lr, seed=OPTIONS.seed, workers=workers,
         patience=patience, resume=resume, device=resolve_device(), pretrained=pretrained,
         vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps, subset=subset,
-        identity_init=identity_init,
+        identity_init=identity_init, backbone_checkpoint=backbone_checkpoint, frames=frames,
     )
     if not pretrained:
         info("[yellow]note:[/] --no-pretrained: encoders start from random weights")
@@ -258,7 +274,12 @@ def train(
 
         def on_epoch(log) -> None:
             logs.append(log)
-            val_text = "" if log.val is None else f" · val cIoU {log.val['ciou']:.4f} AUC {log.val['auc']:.4f}{' (best)' if log.best else ''}"
+            if log.val is None:
+                val_text = ""
+            elif segmentation:
+                val_text = f" · val mIoU {log.val['miou']:.4f} F {log.val['fscore'] or 0:.4f}{' (best)' if log.best else ''}"
+            else:
+                val_text = f" · val cIoU {log.val['ciou']:.4f} AUC {log.val['auc']:.4f}{' (best)' if log.best else ''}"
             info(f"epoch {log.epoch}: loss {log.loss:.4f} · {log.samples_per_s:.1f} samples/s{val_text}")
 
         checkpoint = run_training(cfg, on_epoch=on_epoch, on_step_factory=step_factory)

@@ -73,11 +73,19 @@ def handle_errors(func: F) -> F:
             where = f": {exc.filename}" if exc.filename else ""
             err.print(f"[bold red]error:[/] {exc.strerror or exc}{where}")
             raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a broken invariant: a bug, reported as one, never a user mistake
+            if OPTIONS.verbose:
+                err.print(traceback.format_exc(), markup=False)
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", markup=False)
+            err.print("[dim]hint:[/] this is a bug in gsavl; run again with -v for the traceback and report it")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def progress(*, unit: str = "it", transient: bool = False) -> Progress:
+def progress(*, transient: bool = False) -> Progress:
     """A rich progress bar with rate and ETA; silent under -q."""
     return Progress(
         SpinnerColumn(),

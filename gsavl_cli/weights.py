@@ -1,4 +1,4 @@
-"""The one resolver for pretrained files: weights (SAM, VGGish, ImageNet ResNet-18)
+"""The one resolver for pretrained files: weights (SAM, VGGish, ImageNet ResNet-18/-50, PVT-v2-b5)
 and the published clip lists of EZ-VSL (VGGSound-10K/144K, VGG-SS heard/unheard).
 
 Order: an explicit path > the cache > a download that is checksummed before it is
@@ -22,7 +22,7 @@ from urllib.error import URLError
 import numpy as np
 import torch
 from torchvggish.torchvggish import VGGISH_WEIGHTS
-from torchvision.models import ResNet18_Weights
+from torchvision.models import ResNet18_Weights, ResNet50_Weights
 
 from gsavl_cli.errors import UsageError, WeightsError
 
@@ -41,6 +41,9 @@ class WeightSpec:
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _RESNET18 = ResNet18_Weights.IMAGENET1K_V1.url
+_RESNET50 = ResNet50_Weights.IMAGENET1K_V1.url
+# The original PVT-v2 release, the file AVSegFormer (and so SSL2AVS) starts from; no published checksum.
+_PVT_V2_B5 = "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b5.pth"
 
 
 # EZ-VSL publishes no checksums for its lists; the URLs pin a commit, so the content is fixed.
@@ -92,6 +95,15 @@ WEIGHTS: dict[str, WeightSpec] = {
             None,
             "ResNet-18 ImageNet",
         ),
+        WeightSpec(
+            "resnet50_imagenet",
+            _RESNET50.rsplit("/", 1)[1],
+            _RESNET50,
+            None,
+            None,
+            "ResNet-50 ImageNet",
+        ),
+        WeightSpec("pvt_v2_b5_imagenet", "pvt_v2_b5.pth", _PVT_V2_B5, None, None, "PVT-v2-b5 ImageNet"),
         *(
             WeightSpec(f"subset_{name}", f"ezvsl_{file}", _EZVSL_LISTS.format(commit=commit, file=file), None, None, f"EZ-VSL list {name}")
             for name, (commit, file) in _SUBSET_LISTS.items()
@@ -106,6 +118,8 @@ _OPTIONS = {
     "sam_vit_b": "--sam-checkpoint",
     "vggish": "--vggish-checkpoint",
     "resnet18_imagenet": "--resnet-checkpoint",
+    "resnet50_imagenet": "--backbone-checkpoint",
+    "pvt_v2_b5_imagenet": "--backbone-checkpoint",
     **{f"subset_{name}": "--subset" for name in _SUBSET_LISTS},
 }
 

@@ -192,7 +192,7 @@ def test_samplers_listing():
     listed = json.loads(gsavl("samplers", "--json").stdout)
     names = {s["name"]: s for s in listed}
     assert {"naive", "grid", "prob", "peaks"} <= set(names)
-    assert names["prob"]["params"] == {"p": 0.01, "n": 3} and names["grid"]["params"] == {"dist": 10}
+    assert names["prob"]["params"] == {"p": 0.01, "n": 3, "ties": False} and names["grid"]["params"] == {"dist": 10}
 
 
 def test_global_options_may_follow_the_subcommand():

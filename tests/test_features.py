@@ -5,8 +5,8 @@ import pytest
 import scipy.signal
 import torch
 from torchvggish import mel_features, vggish_input
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
+from PIL import Image
+from torchvision.transforms import v2
 
 from gsavl_cli.data import features
 from gsavl_cli.errors import UsageError
@@ -188,17 +188,81 @@ def test_test_transform_normalises_constant_image():
             torch.testing.assert_close(channel, torch.full_like(channel, value), rtol=0, atol=1e-5)
 
 
-def test_train_transform_is_a_crop_of_the_enlarged_image_maybe_flipped():
-    size = 32
+_MEAN = torch.tensor(features.IMAGENET_MEAN)[:, None, None]
+_STD = torch.tensor(features.IMAGENET_STD)[:, None, None]
+_PIL = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def _pil_resize(image: np.ndarray, width: int, height: int, mode: str) -> torch.Tensor:
+    """The original's resize: Pillow on a PIL image, as float CHW in [0, 255]."""
+    out = np.asarray(Image.fromarray(image).resize((width, height), _PIL[mode]))
+    return torch.from_numpy(out.copy()).permute(2, 0, 1).float()
+
+
+def _grey_levels(normalised: torch.Tensor) -> torch.Tensor:
+    """Undo the ImageNet normalisation: back to [0, 255]."""
+    return (normalised * _STD + _MEAN) * 255
+
+
+def _photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth gradients plus texture plus noise, so both smooth and sharp content are resized."""
+    rows, cols = np.mgrid[:height, :width]
+    smooth = np.stack([128 + 100 * np.sin(cols / 17 + c) * np.cos(rows / 23 - c) for c in range(3)], axis=-1)
+    texture = 40 * ((rows // 4 + cols // 4) % 2)[..., None]
+    noise = np.random.default_rng(seed).normal(0, 20, (height, width, 3))
+    return np.clip(smooth + texture + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize(("height", "width"), [(300, 500), (120, 160), (224, 224)])
+def test_test_transform_matches_a_pil_resize(mode: str, height: int, width: int) -> None:
+    image = _photo_like(height, width)
+    out = _grey_levels(features.test_transform(224, interpolation=mode)(image))
+    diff = (out - _pil_resize(image, 224, 224, mode)).abs()
+    # torchvision's antialiased uint8 resize rounds like Pillow up to 1 grey level (2 for bicubic)
+    assert diff.max() <= (1.01 if mode == "bilinear" else 2.01) and diff.mean() < 0.05
+
+
+def test_test_interpolation_per_layout_is_the_originals() -> None:
+    assert {layout: features.test_interpolation_for(layout) for layout in features.LAYOUT_NAMES} == {
+        "avsbench-s4": "bilinear",
+        "avsbench-ms3": "bilinear",
+        "avsbench-semantic": "bilinear",
+        "vggsound": "bicubic",
+        "folder": "bicubic",
+    }
+    with pytest.raises(UsageError, match="unknown store layout"):
+        features.test_interpolation_for("auto")
+    with pytest.raises(UsageError, match="unknown interpolation"):
+        features.test_transform(32, interpolation="nearest")
+    image = _photo_like(90, 70)
+    avs, vgg = features.test_transform_for("avsbench-s4", 32)(image), features.test_transform_for("vggsound", 32)(image)
+    torch.testing.assert_close(avs, features.test_transform(32, "bilinear")(image), rtol=0, atol=0)
+    torch.testing.assert_close(vgg, features.test_transform(32)(image), rtol=0, atol=0)  # bicubic by default
+    assert (avs - vgg).abs().max() > 0.05  # the two really differ
+
+
+def _resize_stage(transform) -> torch.nn.Module:
+    return next(t for t in transform.transforms if isinstance(t, v2.Resize))
+
+
+@pytest.mark.parametrize(("height", "width", "expected"), [(300, 500, (246, 410)), (500, 300, (410, 246)), (246, 246, (246, 246))])
+def test_train_resize_matches_the_short_side_and_keeps_the_aspect(height: int, width: int, expected: tuple[int, int]) -> None:
+    # short side -> int(224 * 1.1) = 246, long side -> int(246 * long / short) (torchvision's rule)
+    chw = torch.from_numpy(_photo_like(height, width)).permute(2, 0, 1)
+    assert tuple(_resize_stage(features.train_transform(224))(chw).shape[1:]) == expected
+    out = features.train_transform(224)(chw)
+    assert out.shape == (3, 224, 224) and out.dtype == torch.float32
+
+
+def test_train_transform_is_a_crop_of_the_pil_enlarged_image_maybe_flipped() -> None:
+    size = 32  # short side 40 -> int(35.2) = 35, long side 56 -> int(35 * 56 / 40) = 49
     image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    chw = torch.from_numpy(image).permute(2, 0, 1)
-    enlarged = TF.resize(chw, [35, 35], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    mean, std = torch.tensor(features.IMAGENET_MEAN)[:, None, None], torch.tensor(features.IMAGENET_STD)[:, None, None]
-    enlarged = (enlarged.float() / 255 - mean) / std
+    enlarged = _pil_resize(image, 49, 35, "bicubic")
     candidates = {
         (top, left, flip): crop.flip(-1) if flip else crop
-        for top in range(4)
-        for left in range(4)
+        for top in range(35 - size + 1)
+        for left in range(49 - size + 1)
         for flip in (False, True)
         for crop in [enlarged[:, top : top + size, left : left + size]]
     }
@@ -206,22 +270,31 @@ def test_train_transform_is_a_crop_of_the_enlarged_image_maybe_flipped():
     torch.manual_seed(0)
     drawn = set()
     for _ in range(12):
-        out = transform(image)
+        out = _grey_levels(transform(image))
         assert out.shape == (3, size, size) and out.dtype == torch.float32
-        matches = [key for key, crop in candidates.items() if torch.allclose(out, crop, atol=1e-5)]
+        matches = [key for key, crop in candidates.items() if (out - crop).abs().max() <= 2.01]
         assert len(matches) == 1
         drawn.add(matches[0])
     assert {flip for _, _, flip in drawn} == {False, True}
     assert len({(top, left) for top, left, _ in drawn}) > 1
 
 
-def test_frames_to_tensor_equals_test_transform():
-    frames = np.random.default_rng(2).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
-    batch = features.frames_to_tensor(frames, size=32)
-    assert batch.shape == (3, 3, 32, 32) and batch.dtype == torch.float32
-    transform = features.test_transform(32)
-    for frame, item in zip(frames, batch):
-        torch.testing.assert_close(item, transform(frame), rtol=0, atol=1e-6)
+def test_train_transform_per_layout() -> None:
+    image = _photo_like(60, 100)
+    for layout in ("avsbench-s4", "avsbench-ms3", "avsbench-semantic"):
+        transform = features.train_transform_for(layout, 48)
+        first, second = transform(image), transform(image)
+        torch.testing.assert_close(first, second, rtol=0, atol=0)  # no augmentation
+        # the plain square resize (aspect not kept), bilinear as PIL does it
+        assert ((_grey_levels(first) - _pil_resize(image, 48, 48, "bilinear")).abs().max()) <= 1.01
+    for layout in ("vggsound", "folder"):
+        transform = features.train_transform_for(layout, 48)
+        assert tuple(_resize_stage(transform)(torch.from_numpy(image).permute(2, 0, 1)).shape[1:]) == (52, 86)
+        torch.manual_seed(3)
+        outs = [transform(image) for _ in range(6)]
+        assert any((o - outs[0]).abs().max() > 0 for o in outs[1:])  # random crops and flips
+    with pytest.raises(UsageError):
+        features.train_transform_for("flickr", 48)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -169,7 +169,149 @@ def test_f_measure_curve_and_benchmark_match_avsbench_reference():
         if g.sum() > 0:
             np.testing.assert_allclose(m.f_measure_curve(p, g), _avsbench_f_curve(p, g).numpy(), atol=1e-5)
     expected = (sum(curves) / len(curves)).max().item()
-    assert m.f_measure_benchmark(probs, gts) == pytest.approx(expected, abs=1e-5)
+    assert m.avsbench_fmeasure(probs, gts, batch=4, from_logits=False) == pytest.approx(expected, abs=1e-5)
+
+
+# ---------------------------------------------------------------- AVSBench's batch metrics
+
+
+def _avsbench_eval_fmeasure(logits: torch.Tensor, gts: torch.Tensor) -> float:
+    """Independent transcription of AVSBench's Eval_Fmeasure for ONE batch (sigmoid first)."""
+    probs = torch.sigmoid(logits)
+    total, count, score = 0.0, 0, torch.zeros(255)
+    for p, g in zip(probs, gts):
+        if torch.mean(g) == 0.0:
+            continue
+        total = total + _avsbench_f_curve(p, g)
+        count += 1
+        score = total / count
+    return score.max().item()
+
+
+# Four frames of hard masks (pred, gt); frame 2 has an empty ground truth.
+HARD_PREDS = np.stack([A, A & B, A, EMPTY])
+HARD_GTS = np.stack([B, B, EMPTY, A])
+# IoU: A vs B 2/6; (A∩B) vs B 2/4; A vs empty gt 12/16 true negatives; empty vs A 0.
+HARD_IOUS = [2 / 6, 2 / 4, 12 / 16, 0.0]
+# F of the mask itself: 0.5 (P = R = 1/2), 0.8125 (P = 1, R = 1/2), skipped, 0.
+# F of "every pixel" (what thresholds <= 0.5 select once sigmoid maps 0/1 to 0.5/0.73):
+# P = |G|/16 = 4/16, R = 1 -> 1.3 * 0.25 / (0.3 * 0.25 + 1) = 0.325 / 1.075 for each gt.
+F_ALL = 0.325 / 1.075
+
+
+def test_avsbench_miou_hand_values_and_batching():
+    assert m.avsbench_miou(HARD_PREDS, HARD_GTS, batch=4) == pytest.approx(np.mean(HARD_IOUS), abs=TOL)
+    # batches of 2: (1/3 + 1/2) / 2 and (3/4 + 0) / 2, then their mean
+    expected = ((2 / 6 + 2 / 4) / 2 + (12 / 16 + 0.0) / 2) / 2
+    assert m.avsbench_miou(HARD_PREDS, HARD_GTS, batch=2) == pytest.approx(expected, abs=TOL)
+    # batches of 3: a short last batch (a DataLoader's) weighs as much as a full one
+    expected = ((2 / 6 + 2 / 4 + 12 / 16) / 3 + 0.0) / 2
+    assert m.avsbench_miou(HARD_PREDS, HARD_GTS, batch=3) == pytest.approx(expected, abs=TOL)
+    assert m.frame_miou(HARD_PREDS, HARD_GTS) == pytest.approx(np.mean(HARD_IOUS), abs=TOL)
+    assert math.isnan(m.avsbench_miou(np.zeros((0, 4, 4)), np.zeros((0, 4, 4))))
+    with pytest.raises(UsageError):
+        m.avsbench_miou(HARD_PREDS, HARD_GTS, batch=0)
+
+
+def test_avsbench_miou_takes_logits_unless_told_otherwise():
+    logits = np.where(A, 2.0, -3.0)[None]
+    assert m.avsbench_miou(logits, B[None]) == pytest.approx(2 / 6, abs=TOL)
+    # probabilities given as logits: sigmoid(0.2) > 0.5, so every pixel is foreground
+    probs = np.where(A, 0.7, 0.2)[None]
+    assert m.avsbench_miou(probs, B[None]) == pytest.approx(4 / 16, abs=TOL)
+    assert m.avsbench_miou(probs, B[None], from_logits=False) == pytest.approx(2 / 6, abs=TOL)
+    # the benchmark's float32 sigmoid: a logit of 1e-9 gives exactly 0.5, i.e. background
+    assert m.avsbench_miou(np.full((1, 4, 4), 1e-9), A[None]) == 0.0
+
+
+def test_avsbench_miou_matches_the_benchmark_transcription():
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(10, 12, 10, generator=gen)
+    target = torch.rand(10, 12, 10, generator=gen) > 0.6
+    target[3] = False
+    target[7] = False
+    for batch in (1, 3, 5, 10):
+        per_batch = [_avsbench_mask_iou(logits[i : i + batch], target[i : i + batch]).mean().item() for i in range(0, 10, batch)]
+        assert m.avsbench_miou(logits, target, batch=batch) == pytest.approx(np.mean(per_batch), abs=1e-6)
+
+
+def test_avsbench_fmeasure_on_hard_masks_by_hand():
+    # one batch of all four: mean over the 3 valid frames of F(all) = F_ALL, of F(mask) =
+    # (0.5 + 0.8125 + 0) / 3 = 0.4375; the best threshold is the mask level.
+    assert m.avsbench_fmeasure(HARD_PREDS, HARD_GTS, batch=4) == pytest.approx(0.4375, abs=1e-6)
+    # batches of 2: max(F_ALL, 0.65625) and, with frame 2 skipped, max(F_ALL, 0)
+    assert m.avsbench_fmeasure(HARD_PREDS, HARD_GTS, batch=2) == pytest.approx((0.65625 + F_ALL) / 2, abs=1e-6)
+    # one frame per batch: a batch whose only frame has an empty gt scores 0 and counts
+    assert m.avsbench_fmeasure(HARD_PREDS, HARD_GTS, batch=1) == pytest.approx((0.5 + 0.8125 + 0.0 + F_ALL) / 4, abs=1e-6)
+    # per frame, batch-independent: empty-gt frames are left out, each frame its own best
+    assert m.frame_fmeasure(HARD_PREDS, HARD_GTS) == pytest.approx((0.5 + 0.8125 + F_ALL) / 3, abs=1e-6)
+    assert math.isnan(m.frame_fmeasure(EMPTY[None], EMPTY[None]))
+    assert m.avsbench_fmeasure(EMPTY[None], EMPTY[None]) == 0.0
+
+
+def test_avsbench_fmeasure_matches_the_benchmark_transcription():
+    gen = torch.Generator().manual_seed(6)
+    logits = 3 * torch.randn(10, 9, 11, generator=gen)
+    logits[4] = (torch.rand(9, 11, generator=gen) > 0.5).float()  # a hard mask as logits
+    gts = (torch.rand(10, 9, 11, generator=gen) > 0.7).float()
+    gts[2] = 0
+    gts[5] = 0
+    for batch in (1, 2, 5, 10):
+        per_batch = [_avsbench_eval_fmeasure(logits[i : i + batch], gts[i : i + batch]) for i in range(0, 10, batch)]
+        assert m.avsbench_fmeasure(logits, gts, batch=batch) == pytest.approx(np.mean(per_batch), abs=1e-5)
+
+
+def test_hard_mask_f_curve_is_the_benchmarks_curve_of_a_binary_mask():
+    for pred, gt in [(A, B), (A & B, B), (EMPTY, A), (FULL, A), (np.rot90(np.rot90(A)).copy(), A)]:
+        reference = _avsbench_f_curve(torch.sigmoid(torch.tensor(pred, dtype=torch.float32)), torch.tensor(gt, dtype=torch.float32))
+        curve = m.hard_mask_f_curve(m.f_measure(pred, gt), gt.mean())
+        np.testing.assert_allclose(curve, reference.numpy(), atol=1e-6)
+
+
+def _rows(preds, gts, videos):
+    return [
+        {"clip": v, "frame": i, "iou": m.mask_iou(p, g), "fscore": m.f_measure(p, g), "gt_fraction": float(g.mean())}
+        for i, (p, g, v) in enumerate(zip(preds, gts, videos))
+    ]
+
+
+def test_avsbench_from_rows_hand_values():
+    rows = _rows(HARD_PREDS, HARD_GTS, ["v1", "v1", "v2", "v2"])  # two videos of two frames
+    out = m.avsbench_from_rows(rows)
+    assert out["batches"] == 2
+    assert out["avsbench_miou"] == pytest.approx(((2 / 6 + 2 / 4) / 2 + 12 / 16 / 2) / 2, abs=TOL)
+    assert out["avsbench_fmeasure"] == pytest.approx((0.65625 + F_ALL) / 2, abs=1e-6)
+    assert out["frame_fmeasure"] == pytest.approx((0.5 + 0.8125 + F_ALL) / 3, abs=1e-6)
+    both = m.avsbench_from_rows(rows, videos_per_batch=2)
+    assert both["batches"] == 1 and both["avsbench_fmeasure"] == pytest.approx(0.4375, abs=1e-6)
+    # rows of a video need not be adjacent: batches follow the videos' first appearance
+    shuffled = [rows[0], rows[2], rows[1], rows[3]]
+    assert m.avsbench_from_rows(shuffled) == pytest.approx(out)
+
+
+def test_avsbench_from_rows_matches_the_array_functions_and_degrades_to_none():
+    gen = torch.Generator().manual_seed(7)
+    preds = torch.rand(12, 8, 8, generator=gen) > 0.5
+    gts = torch.rand(12, 8, 8, generator=gen) > 0.6
+    gts[4] = False
+    videos = [f"v{i // 3}" for i in range(12)]  # 4 videos of 3 frames
+    rows = _rows(preds.numpy(), gts.numpy(), videos)
+    for per_batch in (1, 2, 4):
+        out = m.avsbench_from_rows(rows, videos_per_batch=per_batch)
+        frames = 3 * per_batch
+        assert out["avsbench_miou"] == pytest.approx(m.avsbench_miou(preds, gts, batch=frames), abs=1e-6)
+        assert out["avsbench_fmeasure"] == pytest.approx(m.avsbench_fmeasure(preds, gts, batch=frames), abs=1e-6)
+        assert out["frame_fmeasure"] == pytest.approx(m.frame_fmeasure(preds, gts), abs=1e-6)
+    # an explicit per-frame curve (e.g. of a soft map) is used instead of the hard-mask rule
+    soft = torch.rand(12, 8, 8, generator=gen)
+    curved = [dict(r, f_curve=m.f_measure_curve(p, g).tolist()) for r, p, g in zip(rows, soft, gts)]
+    assert m.avsbench_from_rows(curved, videos_per_batch=4)["avsbench_fmeasure"] == pytest.approx(
+        m.avsbench_fmeasure(soft, gts, batch=12, from_logits=False), abs=1e-6
+    )
+    bare = [{"clip": r["clip"], "iou": r["iou"]} for r in rows]
+    out = m.avsbench_from_rows(bare)
+    assert out["avsbench_miou"] is not None and out["avsbench_fmeasure"] is None and out["frame_fmeasure"] is None
+    assert m.avsbench_from_rows([]) == {"avsbench_miou": None, "avsbench_fmeasure": None, "frame_fmeasure": None, "batches": 0}
 
 
 # ---------------------------------------------------------------- cIoU, AP50, AUC (VGG-SS)
@@ -235,6 +377,7 @@ def test_ap50_and_auc_hand_values():
     assert m.auc(np.ones(7)) == pytest.approx(1.0, abs=TOL)
     assert m.auc([0.0, 0.0]) == pytest.approx(0.025, abs=TOL)
     assert m.ap50(torch.tensor([0.49, 0.5])) == pytest.approx(0.5, abs=TOL)
+    assert m.ap50(CIOUS, threshold=0.1) == pytest.approx(4 / 5, abs=TOL)  # the original's AVS "AP50"
     assert math.isnan(m.ap50([])) and math.isnan(m.auc([]))
 
 

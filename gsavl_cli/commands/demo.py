@@ -19,7 +19,7 @@ import torch
 
 from gsavl_cli import metrics
 from gsavl_cli.io.layouts import discover
-from gsavl_cli.errors import WeightsError
+from gsavl_cli.errors import GsavlError, WeightsError
 from gsavl_cli.commands.evaluate import EvalSettings, ground_truth, heatmap_row, run_evaluation, validation_ids
 from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
 from gsavl_cli.model import build_localizer, config_from_preset, save_checkpoint
@@ -99,7 +99,7 @@ def run_demo(
     layout, clips = discover(world, "avsbench-s4")
     result = run_preprocess(clips, data, make_settings(layout, vggish_seconds=config.vggish_seconds), workers=1, overwrite=True)
     if result.failed:
-        raise RuntimeError(f"demo preprocessing failed: {result.failed[0].reason}")
+        raise GsavlError(f"demo preprocessing failed: {result.failed[0].reason}", hint="check the ffmpeg build and free disk space")
     say("3/6 train (gsavl preset; no pretrained weights offline: identity-initialised image encoder, random VGGish)")
     model_config = config_from_preset("gsavl")
     torch.manual_seed(config.seed)  # the same initial weights as the training run's

@@ -1,8 +1,11 @@
-"""Self-supervised training of the localizer: one process, or DDP under torchrun.
+"""Training: the self-supervised localizer or a supervised segmentation model (SSL2AVS);
+one process, or DDP under torchrun.
 
-Every epoch: train, validate (heatmap cIoU/AUC when the validation data has
-annotations), write `last.pt` and, when validation improved, `best.pt`. `last.pt`
-holds the optimizer and RNG states, so `--resume` continues exactly.
+Every epoch: train, validate (localizer: heatmap cIoU/AUC when the validation data has
+annotations; SSL2AVS: mask M_J), write `last.pt` and, when validation improved,
+`best.pt`. `last.pt` holds the optimizer and RNG states, so `--resume` continues
+exactly. What differs between model families (data, model, optimizer, loss step,
+validation) is a `Recipe`; the loop is shared.
 """
 
 from __future__ import annotations
@@ -20,16 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from gsavl_cli.data.clips import AudioVisualClips, collate
 from gsavl_cli.distributed import init_distributed
 from gsavl_cli.io.layouts import filter_subset
 from gsavl_cli.errors import GsavlError, UsageError
-from gsavl_cli.data.features import train_transform
+from gsavl_cli.data.features import train_transform_for
 from gsavl_cli.io.media import write_atomic
 from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
+from gsavl_cli.model.checkpoint import family_of
+from gsavl_cli.model.ssl2avs import SSL2AVSConfig, build_ssl2avs
 from gsavl_cli.io.store import open_store
 
 
@@ -37,13 +43,13 @@ from gsavl_cli.io.store import open_store
 class TrainConfig:
     data: Path
     out: Path
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | SSL2AVSConfig = field(default_factory=ModelConfig)
     val: Path | None = None
     split: str = "train"
     val_split: str | None = None  # None: the first of test/val found in the validation file
     epochs: int = 20
     batch_size: int = 128
-    lr: float = 1e-4
+    lr: float | None = None  # None: the family's default (localizer 1e-4 Adam, ssl2avs 2e-5 AdamW)
     seed: int = 123
     workers: int = 2
     patience: int | None = None
@@ -55,6 +61,8 @@ class TrainConfig:
     max_steps: int | None = None  # per epoch; for smoke tests and benchmarks
     subset: str | None = None  # a clip-id list file or a published list name
     identity_init: bool = False  # with pretrained=False: identity image trunk (see model.identity_init)
+    backbone_checkpoint: Path | None = None  # ssl2avs: ImageNet ResNet-50 / PVT-v2-b5 weights file
+    frames: str = "all"  # ssl2avs: every frame of a clip (AVSegFormer) or only the annotated ones (faster)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -71,6 +79,26 @@ class EpochLog:
     seconds: float
     val: dict[str, Any] | None = None
     best: bool = False
+
+
+Step = Callable[[nn.Module, dict[str, torch.Tensor], str, torch.autocast], tuple[torch.Tensor, int]]
+"""(possibly DDP-wrapped model, batch, device, autocast) -> (loss, number of samples)."""
+
+LOCALIZER_LR = 1e-4
+
+
+@dataclass
+class Recipe:
+    """What one model family brings to the shared loop."""
+
+    dataset: Dataset
+    collate: Callable[[list[Any]], Any] | None
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    step: Step
+    validate: Callable[[nn.Module], dict[str, Any]] | None  # None: no validation data
+    score: str  # the validation metric (higher is better) that picks best.pt
+    ddp_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _test_interpolation(path: Path) -> str:
@@ -121,7 +149,8 @@ def _train_ids(path: Path, split: str, subset: str | None) -> list[str]:
     return ids
 
 
-def _loader(dataset: AudioVisualClips, cfg: TrainConfig, generator: torch.Generator, world: int, rank: int) -> DataLoader:
+def _loader(dataset: Dataset, cfg: TrainConfig, generator: torch.Generator, world: int, rank: int,
+            collate_fn: Callable[[list[Any]], Any] | None = collate) -> DataLoader:
     sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed, drop_last=True) if world > 1 else None
     per_rank = max(1, cfg.batch_size // world)
     return DataLoader(
@@ -131,7 +160,7 @@ def _loader(dataset: AudioVisualClips, cfg: TrainConfig, generator: torch.Genera
         sampler=sampler,
         drop_last=True,
         num_workers=cfg.workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         pin_memory=cfg.device.startswith("cuda"),
         persistent_workers=cfg.workers > 0,
         generator=generator,
@@ -144,8 +173,22 @@ def _autocast(device: str) -> torch.autocast:
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
 
 
-def _train_epoch(model, loader, optimizer, cfg: TrainConfig, on_step: Callable[[int, float], None] | None) -> tuple[float, int, float, float]:
+def _localizer_step(model: nn.Module, batch: dict[str, torch.Tensor], device: str, autocast: torch.autocast) -> tuple[torch.Tensor, int]:
+    """The localizer's MIL contrastive loss on one batch of (frame, audio) pairs."""
     module = model.module if isinstance(model, DistributedDataParallel) else model
+    images = batch["images"].to(device, non_blocking=True)
+    audio = batch["audio"].to(device, non_blocking=True)
+    lengths = batch["lengths"].to(device, non_blocking=True)
+    if device.startswith("cuda"):
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast:
+        img_maps, aud = model(images, audio, lengths)
+        loss, _ = module.loss(img_maps.float(), aud.float())
+    return loss, len(images)
+
+
+def _train_epoch(model, loader, optimizer, cfg: TrainConfig, on_step: Callable[[int, float], None] | None,
+                 loss_step: Step = _localizer_step) -> tuple[float, int, float, float]:
     model.train()
     total, count, waited = 0.0, 0, 0.0
     start = tick = time.perf_counter()
@@ -153,24 +196,17 @@ def _train_epoch(model, loader, optimizer, cfg: TrainConfig, on_step: Callable[[
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
         waited += time.perf_counter() - tick
-        images = batch["images"].to(cfg.device, non_blocking=True)
-        audio = batch["audio"].to(cfg.device, non_blocking=True)
-        lengths = batch["lengths"].to(cfg.device, non_blocking=True)
-        if cfg.device.startswith("cuda"):
-            images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(cfg.device):
-            img_maps, aud = model(images, audio, lengths)
-            loss, _ = module.loss(img_maps.float(), aud.float())
+        loss, samples = loss_step(model, batch, cfg.device, _autocast(cfg.device))
         value = loss.item()  # one device sync per step
         if not math.isfinite(value):
             raise GsavlError(f"the loss became {value} at step {step}", hint="lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += value * len(images)
-        count += len(images)
+        total += value * samples
+        count += samples
         if on_step is not None:
-            on_step(len(images), value)
+            on_step(samples, value)
         tick = time.perf_counter()
     seconds = time.perf_counter() - start
     return total / max(count, 1), count, seconds, waited / max(seconds, 1e-9)
@@ -198,37 +234,26 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
     rank, world, cfg.device = init_distributed(cfg.device)
     if rank == 0:
         _check_out(cfg.out)
-    cfg.model = replace(cfg.model, audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data),
-                        test_interpolation=_test_interpolation(cfg.data))
     generator = _seed_everything(cfg.seed)
-    dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.audio_encoder, train_transform(cfg.model.image_size))
-    if len(dataset) < 2:
-        raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
-    from gsavl_cli.commands.evaluate import heatmap_metrics, validation_ids  # evaluation builds on training's modules
-
-    val_ids = validation_ids(cfg.val, cfg.val_split) if cfg.val is not None else []
-    model = build_localizer(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint, resnet_checkpoint=cfg.resnet_checkpoint,
-                            identity_image_init=cfg.identity_init).to(cfg.device)
-    if cfg.device.startswith("cuda"):
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    recipe = RECIPES[family_of(cfg.model)](cfg)
+    model, optimizer = recipe.model, recipe.optimizer
     state = {"epoch": 0, "best": -math.inf, "bad_epochs": 0}
     if cfg.resume:
         state.update(_resume_state(cfg, model, optimizer, generator))
-    wrapped = DistributedDataParallel(model) if world > 1 else model
-    loader = _loader(dataset, cfg, generator, world, rank)
+    wrapped = DistributedDataParallel(model, **recipe.ddp_options) if world > 1 else model
+    loader = _loader(recipe.dataset, cfg, generator, world, rank, recipe.collate)
     if rank == 0:
         write_atomic(cfg.out / "config.json", json.dumps(cfg.to_json(), indent=2).encode("utf-8"))
     for epoch in range(int(state["epoch"]) + 1, cfg.epochs + 1):
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         on_step = on_step_factory(epoch, len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps)) if on_step_factory and rank == 0 else None
-        loss, count, seconds, wait_share = _train_epoch(wrapped, loader, optimizer, cfg, on_step)
+        loss, count, seconds, wait_share = _train_epoch(wrapped, loader, optimizer, cfg, on_step, recipe.step)
         log = EpochLog(epoch, loss, count * world / max(seconds, 1e-9), wait_share, seconds)
         if rank == 0:
-            if val_ids:
-                log.val = heatmap_metrics(model, cfg.val, val_ids, cfg.device)
-                score = log.val["ciou"]
+            if recipe.validate is not None:
+                log.val = recipe.validate(model)
+                score = log.val[recipe.score]
                 log.best = score > state["best"]
                 state["bad_epochs"] = 0 if log.best else int(state["bad_epochs"]) + 1
                 state["best"] = max(float(state["best"]), score)
@@ -244,6 +269,57 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
             break
     best = cfg.out / "best.pt"
     return best if best.exists() else cfg.out / "last.pt"
+
+
+def _on_device(model: nn.Module, device: str) -> nn.Module:
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.startswith("cuda") else model
+
+
+def _trainable(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _localizer_recipe(cfg: TrainConfig) -> Recipe:
+    """Self-supervised: (frame, audio) pairs, Adam, MIL contrastive loss; heatmap cIoU on --val."""
+    cfg.model = replace(cfg.model, audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data),
+                        test_interpolation=_test_interpolation(cfg.data))
+    cfg.lr = LOCALIZER_LR if cfg.lr is None else cfg.lr
+    with open_store(cfg.data) as store:
+        layout = str(store.settings.get("layout", "folder"))
+    dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.audio_encoder, train_transform_for(layout, cfg.model.image_size))
+    if len(dataset) < 2:
+        raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
+    from gsavl_cli.commands.evaluate import heatmap_metrics, validation_ids  # evaluation builds on training's modules
+
+    val_ids = validation_ids(cfg.val, cfg.val_split) if cfg.val is not None else []
+    model = _on_device(build_localizer(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint,
+                                       resnet_checkpoint=cfg.resnet_checkpoint, identity_image_init=cfg.identity_init), cfg.device)
+    optimizer = torch.optim.Adam(_trainable(model), lr=cfg.lr)
+    validate = (lambda m: heatmap_metrics(m, cfg.val, val_ids, cfg.device)) if val_ids else None
+    return Recipe(dataset, collate, model, optimizer, _localizer_step, validate, "ciou")
+
+
+def _segmentation_recipe(cfg: TrainConfig) -> Recipe:
+    """Supervised (SSL2AVS): clips with masks, AdamW, the family's loss; mask M_J on the val (else test) split."""
+    from gsavl_cli.commands import train_segmentation as seg
+
+    if cfg.identity_init or cfg.resnet_checkpoint:
+        raise UsageError("--identity-init and --resnet-checkpoint belong to the localizer", hint="for ssl2avs pass --backbone-checkpoint")
+    cfg.lr = seg.DEFAULT_LR if cfg.lr is None else cfg.lr
+    dataset = seg.segmentation_dataset(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.image_size, cfg.frames)
+    val_path = cfg.val or cfg.data
+    val_ids = seg.segmentation_val_ids(val_path, cfg.val_split, required=cfg.val is not None or cfg.val_split is not None)
+    model = _on_device(build_ssl2avs(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint,
+                                     backbone_checkpoint=cfg.backbone_checkpoint), cfg.device)
+    optimizer = torch.optim.AdamW(_trainable(model), lr=cfg.lr)
+    image_size = cfg.model.image_size
+    validate = (lambda m: seg.segmentation_metrics(m, val_path, val_ids, cfg.device, image_size=image_size)) if val_ids else None
+    return Recipe(dataset, None, model, optimizer, seg.segmentation_step, validate, "miou", {"find_unused_parameters": True})
+
+
+RECIPES: dict[str, Callable[[TrainConfig], Recipe]] = {"localizer": _localizer_recipe, "ssl2avs": _segmentation_recipe}
+"""Model family (see `model.checkpoint.register_family`) -> how to train it."""
 
 
 def _should_stop(cfg: TrainConfig, state: dict[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""torch Datasets over the HDF5 store: one frame + its audio features per clip."""
+"""torch Datasets over the HDF5 store: one frame + its audio features per clip (self-supervised
+localizer), or a clip's frames + audio + masks (supervised segmentation)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gsavl_cli.data.features import test_transform
 from gsavl_cli.errors import UsageError
 from gsavl_cli.io.store import Store, open_store
 
@@ -66,3 +68,69 @@ def collate(batch: list[tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, to
     else:
         audio = torch.stack(audios)
     return {"images": images, "audio": audio, "lengths": lengths, "index": torch.tensor([b[2] for b in batch])}
+
+
+FRAME_CHOICES = ("all", "annotated")
+
+
+def require_masks(store: Store, ids: list[str]) -> None:
+    """Supervised training needs a ground-truth mask for every clip: one clear error otherwise."""
+    lacking = [i for i in ids if "mask_frames" not in store.read(i, ("mask_frames",))]
+    if lacking:
+        raise UsageError(
+            f"{store.path} has no ground-truth masks for {len(lacking)} of {len(ids)} clips (e.g. {lacking[0]}); "
+            "ssl2avs trains on masks",
+            hint="preprocess an AVSBench S4/MS3 layout (masks come from gt_masks/), or train the self-supervised localizer",
+        )
+
+
+class SegmentationClips(Dataset):
+    """Supervised audio-visual segmentation items (SSL2AVS / AVSegFormer), one clip each.
+
+    A clip's frames (`frames="all"`, as AVSegFormer feeds all 5 of an S4 clip although only
+    the first has a mask; or only the `"annotated"` ones), each with its own second of audio
+    (the i-th VGGish example for frame i) and its mask resized to `image_size` (zeros where
+    the frame has none, `labelled` says which). `audio_from` maps a clip to the clip whose
+    audio it gets (the shuffled-audio control).
+    """
+
+    def __init__(self, path: Path, ids: list[str], image_size: int, frames: str = "all",
+                 audio_from: dict[str, str] | None = None) -> None:
+        if frames not in FRAME_CHOICES:
+            raise UsageError(f"unknown frame choice {frames!r}", hint=f"choose from {', '.join(FRAME_CHOICES)}")
+        self.store = open_store(path)
+        self.ids = ids
+        self.size = image_size
+        self.frames = frames
+        self.audio_from = audio_from or {}
+        self.transform = test_transform(image_size, "bilinear")  # AVSegFormer: a plain bilinear resize, no augmentation
+        require_arrays(self.store, ids, ("vggish", "frames"))
+        require_masks(self.store, ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _masks(self, masks: np.ndarray, annotated: list[int], chosen: list[int]) -> torch.Tensor:
+        full = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]
+        resized = torch.nn.functional.interpolate(full, size=(self.size, self.size), mode="bilinear", antialias=True)[:, 0] >= 0.5
+        out = torch.zeros(len(chosen), self.size, self.size)
+        for row, frame in enumerate(chosen):
+            if frame in annotated:
+                out[row] = resized[annotated.index(frame)].float()
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        clip = self.ids[index]
+        item = self.store.read(clip, ("frames", "vggish", "masks", "mask_frames"))
+        if clip in self.audio_from:
+            item["vggish"] = self.store.read(self.audio_from[clip], ("vggish",))["vggish"]
+        annotated = [int(f) for f in item["mask_frames"]]
+        chosen = list(range(len(item["frames"]))) if self.frames == "all" else annotated
+        examples = item["vggish"]
+        return {
+            "images": torch.stack([self.transform(item["frames"][f]) for f in chosen]),
+            "audio": torch.from_numpy(np.stack([examples[min(f, len(examples) - 1)] for f in chosen]).astype(np.float32)),
+            "masks": self._masks(item["masks"], annotated, chosen),
+            "labelled": torch.tensor([f in annotated for f in chosen]),
+            "index": torch.tensor(index),
+        }

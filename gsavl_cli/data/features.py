@@ -9,8 +9,10 @@ Two audio front ends (METHOD.md §2):
   `scipy.signal.spectrogram(x, fs, nperseg=512, noverlap=274)`: per-segment mean
   removal, periodic Tukey(0.25) window, one-sided PSD density scaling.
 
-Image transforms follow EZ-VSL: bicubic resize, random crop and flip for training,
-a square resize for testing, ImageNet normalisation.
+Image transforms follow the original per dataset (METHOD.md §10): VGGSound trains with
+EZ-VSL's augmentation (bicubic short-side resize to 1.1x, random crop, flip) and tests
+with a bicubic square resize; AVSBench trains and tests on a plain bilinear square
+resize; ImageNet normalisation throughout. `*_for(layout)` pick them by store layout.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from gsavl_cli.errors import UsageError
 
@@ -219,20 +220,80 @@ def ezvsl_spectrogram(
     return ezvsl_spectrogram_batch(window[None], sample_rate)[0]
 
 
+# ---------------------------------------------------------------- image transforms
+#
+# The original resized PIL images; torchvision's antialiased resize of uint8 tensors
+# gives the same pixels within 1 grey level for bilinear and 2 for bicubic (measured on
+# noise images against Pillow 13; tests/test_features.py checks it), so frames stay
+# tensors here and batch on any device.
+
+LAYOUT_NAMES = ("avsbench-s4", "avsbench-ms3", "avsbench-semantic", "vggsound", "folder")
+
+_TEST_INTERPOLATION = {
+    "avsbench-s4": "bilinear",  # the original's AVS dataset: transforms.Resize((224, 224)), PIL's default
+    "avsbench-ms3": "bilinear",
+    "avsbench-semantic": "bilinear",
+    "vggsound": "bicubic",  # the original's (and EZ-VSL's) VGG-SS test: Resize((224, 224), BICUBIC)
+    "folder": "bicubic",  # in-the-wild videos, like VGGSound: gsavl's choice, not the original's
+}
+"""The original's test-time resize per store layout (METHOD.md §10)."""
+
+_AUGMENTED_LAYOUTS = frozenset({"vggsound", "folder"})
+"""Layouts trained with EZ-VSL's augmentation; AVSBench was trained on plain resized frames."""
+
+_MODES = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+
+
+def _check_layout(layout: str) -> str:
+    if layout not in _TEST_INTERPOLATION:
+        raise UsageError(f"unknown store layout {layout!r}", hint=f"known layouts: {', '.join(LAYOUT_NAMES)}")
+    return layout
+
+
+def _mode(interpolation: str | v2.InterpolationMode) -> v2.InterpolationMode:
+    if isinstance(interpolation, v2.InterpolationMode):
+        return interpolation
+    if interpolation not in _MODES:
+        raise UsageError(f"unknown interpolation {interpolation!r}", hint=f"choose from {', '.join(_MODES)}")
+    return _MODES[interpolation]
+
+
+def test_interpolation_for(layout: str) -> str:
+    """The original's test resize for a store layout: "bilinear" (AVSBench) or "bicubic" (VGG-SS, folder)."""
+    return _TEST_INTERPOLATION[_check_layout(layout)]
+
+
 def _normalise() -> list[v2.Transform]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD), v2.ToPureTensor()]
 
 
-def train_transform(size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
-    """EZ-VSL training augmentation: square bicubic resize to 1.1x, random crop, random flip, normalise.
+def test_transform(
+    size: int = 224, interpolation: str | v2.InterpolationMode = "bicubic"
+) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
+    """Evaluation transform: antialiased resize to size x size, ImageNet normalisation.
 
-    Takes an HWC uint8 array or a CHW uint8 tensor; returns CHW float32. Random draws use torch's global RNG.
+    HWC uint8 array or CHW uint8 tensor -> CHW float32. `interpolation` "bicubic" is
+    the VGG-SS protocol, "bilinear" AVSBench's (see `test_interpolation_for`).
     """
-    enlarged = int(size * 1.1)
+    return v2.Compose([v2.ToImage(), v2.Resize((size, size), interpolation=_mode(interpolation), antialias=True), *_normalise()])
+
+
+def test_transform_for(layout: str, size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
+    """`test_transform` with the original's interpolation for the store's layout."""
+    return test_transform(size, test_interpolation_for(layout))
+
+
+def train_transform(size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
+    """EZ-VSL's (and the original's VGGSound) augmentation, then ImageNet normalisation.
+
+    Bicubic antialiased resize of the SHORT side to int(1.1 * size) keeping the aspect
+    ratio (300x500 -> 246x410 for size 224), random size x size crop, random horizontal
+    flip. HWC uint8 array or CHW uint8 tensor -> CHW float32; draws use torch's global RNG.
+    """
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.Resize((enlarged, enlarged), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.Resize(int(size * 1.1), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
             v2.RandomCrop(size),
             v2.RandomHorizontalFlip(),
             *_normalise(),
@@ -240,25 +301,17 @@ def train_transform(size: int = 224) -> Callable[[np.ndarray | torch.Tensor], to
     )
 
 
-def test_transform(size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
-    """Evaluation transform: bicubic resize to size x size (as EZ-VSL), normalise; HWC uint8 -> CHW float32."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize((size, size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-            *_normalise(),
-        ]
-    )
+def train_transform_for(layout: str, size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
+    """The original's training transform for a store layout.
+
+    vggsound (and folder): `train_transform`'s augmentation. AVSBench layouts: no
+    augmentation, the plain bilinear size x size resize its test frames get.
+    """
+    if _check_layout(layout) in _AUGMENTED_LAYOUTS:
+        return train_transform(size)
+    return test_transform(size, test_interpolation_for(layout))
 
 
-test_transform.__test__ = False  # not a pytest test, despite the name
-
-
-def frames_to_tensor(
-    frames: np.ndarray | torch.Tensor, size: int = 224, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """Batched `test_transform`: [B, H, W, 3] uint8 frames -> [B, 3, size, size] float32 on `device`."""
-    images = torch.as_tensor(frames).to(device).permute(0, 3, 1, 2)
-    images = TF.resize(images, [size, size], interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
-    images = TF.to_dtype(images, torch.float32, scale=True)
-    return TF.normalize(images, list(IMAGENET_MEAN), list(IMAGENET_STD))
+test_transform.__test__ = False  # not pytest tests, despite the names
+test_transform_for.__test__ = False
+test_interpolation_for.__test__ = False

@@ -13,23 +13,19 @@ from __future__ import annotations
 import csv
 import io
 import os
-import subprocess
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import ffmpeg
 import numpy as np
 import torch
 
 from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.io.media import (
-    ffmpeg_command,
     ffmpeg_encoders,
-    file_url,
-    last_error_line,
     temp_sibling,
+    video_writer,
     write_atomic,
     write_png,
 )
@@ -275,36 +271,22 @@ def write_video(
 ) -> None:
     """Encode frames [T,H,W,3] uint8 and/or a mono waveform into a video file, atomically.
 
-    ffmpeg writes to a hidden temporary file next to `path` that is renamed on success,
-    so an interrupted run never leaves a truncated video under the final name.
+    The frames go through `media.video_writer` (a hidden temporary file renamed on
+    success), so an interrupted run never leaves a truncated video under the final name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
     wav_tmp = temp_sibling(path.with_suffix(".wav"))
     try:
         video_options, audio_options = _codecs()
-        streams, options = [], {}
-        if frames is not None:
-            _, height, width, _ = frames.shape
-            raw = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", r=fps)
-            streams.append(raw)
-            options.update(video_options)
         if waveform is not None:
             wav_tmp.write_bytes(wav_bytes(waveform, sample_rate))
-            streams.append(ffmpeg.input(file_url(wav_tmp)))
-            options.update(audio_options)
-        args = ffmpeg_command(ffmpeg.output(*streams, file_url(tmp), **options).overwrite_output())
-        data = None if frames is None else np.ascontiguousarray(frames, np.uint8).tobytes()
-        proc = subprocess.run(args, input=data, capture_output=True)
-        if proc.returncode != 0:
-            reason = last_error_line(proc.stderr.decode("utf-8", "replace"))
-            raise MediaError(
-                f"ffmpeg cannot write {path.name}: {reason}", hint="check the ffmpeg build and disk space"
-            )
-        os.replace(tmp, path)
+        size = None if frames is None else (frames.shape[2], frames.shape[1])
+        with video_writer(path, fps=fps, size=size, audio=wav_tmp if waveform is not None else None,
+                          video_options=video_options, audio_options=audio_options) as out:
+            if frames is not None:
+                out.write(frames)
     finally:
-        tmp.unlink(missing_ok=True)
         wav_tmp.unlink(missing_ok=True)
 
 

@@ -33,7 +33,6 @@ class ClipSource:
     frame_files: list[Path] | None = None  # the dataset's own frames; else decode `video`
     frame_times: list[float] | None = None  # seconds; None = the settings' default
     mask_files: dict[int, Path] = field(default_factory=dict)  # frame index -> mask image
-    mask_mode: str = "nonzero"  # "nonzero": >0 in any channel
     boxes: list[list[float]] | None = None  # normalised x1,y1,x2,y2
     split: str | None = None
     category: str | None = None

@@ -14,6 +14,7 @@ from gsavl_cli.model.encoders import identity_init
 from gsavl_cli.model.heatmap import ALIGN_CORNERS, MAP_NAMES, coarse_maps, full_maps, heatmaps, normalise_map
 from gsavl_cli.model.localizer import Localizer, build_localizer, mil_contrastive_loss
 from gsavl_cli.model.prior import ObjectPrior, build_object_prior
+import gsavl_cli.model.ssl2avs  # noqa: E402,F401  (registers the ssl2avs checkpoint family and presets)
 
 __all__ = [
     "ALIGN_CORNERS", "EZVSL_SECONDS", "coarse_maps", "full_maps", "MAP_NAMES", "PRESETS", "LoadedCheckpoint", "Localizer", "ModelConfig",

@@ -116,7 +116,7 @@ def heatmaps(
     """Heatmaps in [0,1] at each frame's (H,W); frames of the same size are upsampled together."""
     wanted = _check(maps, alpha)
     if len(sizes) != images.shape[0]:
-        raise UsageError(f"{len(sizes)} frame sizes for {images.shape[0]} images")
+        raise ValueError(f"{len(sizes)} frame sizes for {images.shape[0]} images")
     coarse = coarse_maps(localizer, prior, images, audio, lengths, wanted)
     result: dict[str, list[torch.Tensor]] = {name: [None] * len(sizes) for name in wanted}
     for size, indices in _group_by_size(sizes).items():

@@ -42,15 +42,15 @@ def rel_pos_bias(
     """The decomposed relative-position bias [B, heads, N, N] of `add_decomposed_rel_pos`.
 
     bias[(qh, qw), (kh, kw)] = q . Rh[qh, kh] + q . Rw[qw, kw], with the unscaled query,
-    as segment-anything adds it to the scaled scores. Cast to the query's dtype because
-    SDPA wants a float mask of the query's dtype (bf16 under CUDA autocast).
+    as segment-anything adds it to the scaled scores. Cast to the query's dtype (bf16 under
+    CUDA autocast) because SDPA's fused CUDA kernels want the mask in the query's dtype.
     """
     height, width = size
     batch, heads, _, dim = q.shape
     r_q = q.reshape(batch, heads, height, width, dim)
     rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, get_rel_pos(height, height, rel_pos_h))
     rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, get_rel_pos(width, width, rel_pos_w))
-    bias = rel_h[..., None, :] + rel_w[..., :, None]  # [B, heads, qh, qw, kh, kw]
+    bias = rel_h[..., :, None] + rel_w[..., None, :]  # [B, heads, qh, qw, kh, kw]
     return bias.reshape(batch, heads, height * width, height * width).to(q.dtype)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.utils import draw_keypoints, draw_segmentation_masks
 
 _STOPS = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]], dtype=np.float32)
 
@@ -24,13 +25,8 @@ def outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
     return (m - eroded)[0, 0].numpy() > 0
 
 
-def _dot(image: np.ndarray, x: float, y: float, colour: tuple[int, int, int], radius: int) -> None:
-    h, w = image.shape[:2]
-    cx, cy = int(round(x)), int(round(y))
-    y0, y1, x0, x1 = max(cy - radius, 0), min(cy + radius + 1, h), max(cx - radius, 0), min(cx + radius + 1, w)
-    image[y0:y1, x0:x1] = (255, 255, 255)
-    inner = max(radius - 1, 0)
-    image[max(cy - inner, 0) : min(cy + inner + 1, h), max(cx - inner, 0) : min(cx + inner + 1, w)] = colour
+def _as_chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
 
 def overlay(
@@ -42,20 +38,33 @@ def overlay(
     *,
     heat_alpha: float = 0.45,
     mask_colour: tuple[int, int, int] = (0, 255, 0),
+    mask_fill: float = 0.3,
 ) -> np.ndarray:
-    """The frame with the heatmap blended in, the mask outlined and the prompt points marked."""
+    """The frame with the heatmap blended in, the mask tinted and outlined, the prompts marked.
+
+    Positive prompts are green dots, negative ones red, each ringed in white so they show
+    on any background.
+    """
     image = frame.astype(np.float32)
     if heatmap is not None:
         image = (1 - heat_alpha) * image + heat_alpha * colourise(heatmap).astype(np.float32)
-    image = image.clip(0, 255).astype(np.uint8)
+    canvas = _as_chw(image.clip(0, 255).astype(np.uint8))
     if mask is not None:
-        image[outline(mask, max(1, min(frame.shape[:2]) // 150))] = mask_colour
-    if points is not None:
-        labels = np.ones(len(points), dtype=int) if labels is None else labels
+        region = torch.from_numpy(np.asarray(mask, dtype=bool))
+        if mask_fill > 0:
+            canvas = draw_segmentation_masks(canvas, region, alpha=mask_fill, colors=mask_colour)
+        edge = torch.from_numpy(outline(mask, max(1, min(frame.shape[:2]) // 150)))
+        canvas = draw_segmentation_masks(canvas, edge, alpha=1.0, colors=mask_colour)
+    if points is not None and len(points):
+        labels = np.ones(len(points), dtype=int) if labels is None else np.asarray(labels)
         radius = max(2, min(frame.shape[:2]) // 80)
-        for (x, y), label in zip(points, labels):
-            _dot(image, x, y, (0, 200, 0) if label == 1 else (220, 0, 0), radius)
-    return image
+        for label, colour in ((1, (0, 200, 0)), (0, (220, 0, 0))):
+            chosen = np.asarray(points, dtype=np.float32)[labels == label]
+            if len(chosen):
+                keypoints = torch.from_numpy(chosen)[None]
+                canvas = draw_keypoints(canvas, keypoints, colors=(255, 255, 255), radius=radius + 1)
+                canvas = draw_keypoints(canvas, keypoints, colors=colour, radius=radius)
+    return canvas.permute(1, 2, 0).numpy().copy()
 
 
 def thumbnail(image: np.ndarray, height: int = 128) -> np.ndarray:

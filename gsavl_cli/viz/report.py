@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from gsavl_cli.io.media import write_atomic, write_png
+from gsavl_cli.io.files import write_atomic
+from gsavl_cli.io.media import write_png
+from gsavl_cli.metrics import median_threshold
 from gsavl_cli.viz.drawing import colourise, overlay, thumbnail
 
 
@@ -32,7 +34,7 @@ class ReportWriter:
             return
         mask, prompts, iou = visuals["results"].get((self.map_name, self.sampler), (None, None, float("nan")))
         if self.sampler is None:
-            mask = heat >= np.sort(heat.ravel())[int(0.5 * heat.size)]
+            mask = heat >= median_threshold(heat)
         stem = f"{len(self.entries):05d}"
         panels = {
             "frame": frame,

@@ -1,0 +1,203 @@
+"""SSL2AVS: deformable attention against a hand-written reference, shapes, checkpoints, training."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.commands.train import TrainConfig, train
+from gsavl_cli.errors import UsageError
+from gsavl_cli.io.layouts import discover
+from gsavl_cli.io.store import ClipRecord, StoreWriter
+from gsavl_cli.model import config_from_preset, load_checkpoint, save_checkpoint
+from gsavl_cli.model.ssl2avs import SSL2AVSConfig, build_ssl2avs
+from gsavl_cli.model.ssl2avs.deform_attn import MSDeformAttn, ms_deform_attn
+from gsavl_cli.model.ssl2avs.losses import dice_loss
+
+# The smallest useful model: every part present, seconds to train on a CPU.
+MICRO = dict(image_size=64, embed_dim=32, num_queries=8, encoder_layers=1, decoder_layers=1, ffn_dim=64, num_heads=4)
+
+
+def micro(**overrides) -> SSL2AVSConfig:
+    return config_from_preset("ssl2avs-tiny", **{**MICRO, **overrides})
+
+
+# ------------------------------------------------------------------ deformable attention
+
+
+def _bilinear(plane: torch.Tensor, x: float, y: float) -> torch.Tensor:
+    """plane [h,w,D] sampled at continuous pixel coordinates (x, y), pixel centres at integers, zeros outside."""
+    h, w, _ = plane.shape
+    x0, y0 = math.floor(x), math.floor(y)
+    out = torch.zeros(plane.shape[-1], dtype=plane.dtype)
+    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+        for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+            if 0 <= yy < h and 0 <= xx < w:
+                out += wy * wx * plane[yy, xx]
+    return out
+
+
+def _reference(value, shapes, locations, weights) -> torch.Tensor:
+    """Deformable attention with explicit loops: location (u, v) in [0,1] is pixel (u*w - 0.5, v*h - 0.5)."""
+    batch, _, heads, depth = value.shape
+    _, queries, _, levels, points, _ = locations.shape
+    starts = np.cumsum([0] + [h * w for h, w in shapes])
+    out = torch.zeros(batch, queries, heads, depth, dtype=value.dtype)
+    for b in range(batch):
+        for q in range(queries):
+            for m in range(heads):
+                for lv, (h, w) in enumerate(shapes):
+                    plane = value[b, starts[lv] : starts[lv + 1], m].reshape(h, w, depth)
+                    for p in range(points):
+                        u, v = locations[b, q, m, lv, p].tolist()
+                        out[b, q, m] += weights[b, q, m, lv, p] * _bilinear(plane, u * w - 0.5, v * h - 0.5)
+    return out.reshape(batch, queries, heads * depth)
+
+
+def test_deformable_attention_equals_slow_reference():
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (2, 2), (1, 3)]
+    batch, heads, depth, queries, points = 2, 2, 3, 4, 3
+    value = torch.randn(batch, sum(h * w for h, w in shapes), heads, depth, generator=gen, dtype=torch.float64)
+    # some points fall outside the maps: those must read zeros
+    locations = torch.rand(batch, queries, heads, len(shapes), points, 2, generator=gen, dtype=torch.float64) * 1.4 - 0.2
+    weights = torch.rand(batch, queries, heads, len(shapes), points, generator=gen, dtype=torch.float64)
+    weights = (weights / weights.sum((-2, -1), keepdim=True))
+    got = ms_deform_attn(value, shapes, locations, weights)
+    torch.testing.assert_close(got, _reference(value, shapes, locations, weights), rtol=1e-10, atol=1e-10)
+
+
+def test_deformable_attention_module_reads_the_reference_cell_when_offsets_are_zero():
+    torch.manual_seed(0)
+    attn = MSDeformAttn(dim=8, levels=1, heads=2, points=2)
+    torch.nn.init.zeros_(attn.offsets.bias)  # no learned offsets: every point sits on the reference
+    torch.nn.init.eye_(attn.value_proj.weight), torch.nn.init.zeros_(attn.value_proj.bias)
+    torch.nn.init.eye_(attn.output_proj.weight), torch.nn.init.zeros_(attn.output_proj.bias)
+    shapes = [(3, 5)]
+    value = torch.randn(1, 15, 8)
+    cell = 7  # row 1, column 2: centre ((2 + 0.5) / 5, (1 + 0.5) / 3)
+    reference = torch.tensor([[[2.5 / 5, 1.5 / 3]]])
+    out = attn(torch.randn(1, 1, 8), reference, value, shapes)
+    torch.testing.assert_close(out[0, 0], value[0, cell])
+
+
+# ------------------------------------------------------------------ model
+
+
+def test_forward_and_predict_shapes():
+    torch.manual_seed(0)
+    model = build_ssl2avs(micro(), pretrained=False)
+    images, audio = torch.randn(3, 3, 64, 64), torch.randn(3, 96, 64)
+    out = model(images, audio)
+    assert out["mask_logits"].shape == (3, 1, 64, 64)
+    assert len(out["intermediate"]) == 1 and out["intermediate"][0].shape == (3, 1, 64, 64)
+    heat = out["localization"]["heatmap"]
+    assert heat.shape == (3, 2, 2) and heat.min() >= 0 and heat.max() <= 1
+    pred = model.predict(images, audio[:, None].expand(3, 2, 96, 64))  # [B,T,96,64]: embeddings averaged over T
+    assert pred["mask_logits"].shape == (3, 64, 64) and pred["heatmap"].shape == (3, 2, 2)
+    assert model.training  # predict restores the mode
+
+
+@pytest.mark.parametrize("name, backbone_channels", [("ssl2avs-r50", 2048), ("ssl2avs-pvt", 512)])
+def test_presets_build_the_papers_backbones(name, backbone_channels):
+    config = config_from_preset(name)
+    assert (config.embed_dim, config.num_queries, config.encoder_layers, config.decoder_layers, config.ffn_dim) == (256, 300, 6, 6, 2048)
+    assert (config.lambda_contrastive, config.lambda_localization, config.lambda_intermediate, config.tau) == (0.01, 0.1, 0.1, 0.03)
+    with torch.device("meta"):  # no memory, no weights: the structure only
+        model = build_ssl2avs(config, pretrained=False)
+    assert model.localization.visual_proj.in_channels == backbone_channels
+
+
+def test_frozen_audio_trunk_gets_no_gradient_and_stays_in_eval_mode():
+    model = build_ssl2avs(micro(freeze_audio=True), pretrained=False).train()
+    assert not model.audio.trunk.training
+    assert not any(p.requires_grad for p in model.audio.trunk.parameters())
+    assert all(p.requires_grad for p in model.audio.proj.parameters())
+
+
+def test_config_round_trip_and_bad_settings():
+    config = micro(fusion="a2v", activation="sigmoid")
+    assert SSL2AVSConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(UsageError, match="unknown SSL2AVS settings"):
+        SSL2AVSConfig.from_dict({**config.to_dict(), "colour": "red"})
+    with pytest.raises(UsageError, match="unknown fusion"):
+        micro(fusion="sideways")
+    with pytest.raises(UsageError, match="remove_maxpool"):
+        config_from_preset("ssl2avs-pvt", remove_maxpool=True)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    config = micro(activation="act")
+    model = build_ssl2avs(config, pretrained=False).eval()
+    save_checkpoint(tmp_path / "m.pt", model, config, extra={"epoch": 3})
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.family == "ssl2avs" and loaded.config == config and loaded.extra["epoch"] == 3
+    images, audio = torch.randn(2, 3, 64, 64), torch.randn(2, 96, 64)
+    a, b = model.predict(images, audio), loaded.model.eval().predict(images, audio)
+    torch.testing.assert_close(a["mask_logits"], b["mask_logits"], rtol=0, atol=0)
+    torch.testing.assert_close(a["heatmap"], b["heatmap"], rtol=0, atol=0)
+
+
+def test_dice_loss_matches_hand_computation():
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 1.0]]]])
+    target = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    p = torch.sigmoid(logits).flatten()
+    expected = 1 - 2 * (p * target.flatten()).sum() / ((p * p).sum() + 0.001 + 2 + 0.001)
+    torch.testing.assert_close(dice_loss(logits, target), expected)
+
+
+# ------------------------------------------------------------------ training
+
+
+@pytest.fixture(scope="module")
+def s4_h5(synthetic_world, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ssl2avs") / "s4.h5"
+    layout, clips = discover(synthetic_world.root, "avsbench-s4")
+    run_preprocess(clips, out, make_settings(layout, vggish_seconds=0.96))
+    return out
+
+
+def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=data, out=out, model=micro(), epochs=2, batch_size=4, workers=0, pretrained=False, seed=3, frames="annotated")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_refuses_a_store_without_masks(tmp_path):
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "nomask.h5", make_settings("folder")) as writer:
+        for i in range(2):
+            writer.write(ClipRecord(f"c{i}", rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8), [0.0], np.zeros(16000, np.float32),
+                                    vggish=np.zeros((1, 96, 64), np.float32), meta={"split": "train"}))
+    with pytest.raises(UsageError, match="no ground-truth masks") as info:
+        train(_cfg(tmp_path / "nomask.h5", tmp_path / "run"))
+    assert "\n" not in str(info.value)
+
+
+def test_short_training_lowers_the_loss_and_writes_checkpoints(s4_h5, tmp_path):
+    out = tmp_path / "run"
+    best = train(_cfg(s4_h5, out, epochs=4, lr=2e-3))
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [log["epoch"] for log in logs] == [1, 2, 3, 4]
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    assert all(0 <= log["val"]["miou"] <= 1 and log["val"]["frames"] == 10 for log in logs)  # the 2 val clips x 5 masks
+    assert (out / "last.pt").exists() and best == out / "best.pt" and best.exists()
+    loaded = load_checkpoint(best)
+    assert loaded.family == "ssl2avs" and loaded.extra["val"]["miou"] == max(log["val"]["miou"] for log in logs)
+    config = json.loads((out / "config.json").read_text())
+    assert config["lr"] == 2e-3 and config["model"]["backbone"] == "tiny"
+
+
+def test_resume_continues_exactly(s4_h5, tmp_path):
+    train(_cfg(s4_h5, tmp_path / "a", max_steps=1))
+    train(_cfg(s4_h5, tmp_path / "b", epochs=1, max_steps=1))
+    train(_cfg(s4_h5, tmp_path / "b", resume=True, max_steps=1))
+    a, b = (load_checkpoint(tmp_path / run / "last.pt").model.state_dict() for run in ("a", "b"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
