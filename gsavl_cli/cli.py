@@ -242,7 +242,7 @@ def train(
     if segmentation:
         misplaced = [f"--{k.replace('_', '-')}" for k in LOCALIZER_ONLY if k in overrides]
         if misplaced:
-            raise UsageError(f"{', '.join(misplaced)} only apply to the localizer presets (gsavl, ezvsl)", hint=f"drop them for {model}")
+            raise UsageError(f"options of the localizer presets (gsavl, ezvsl) given to {model}: {', '.join(misplaced)}", hint="drop them")
         from gsavl_cli.commands.train_segmentation import DEFAULT_BATCH, default_epochs
 
         preset_batch, preset_epochs = DEFAULT_BATCH, default_epochs(data)

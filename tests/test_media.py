@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gsavl_cli.io import media
-from gsavl_cli.errors import MediaError
+from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.data.synthetic import write_video
 
 FPS = 8
@@ -220,3 +220,84 @@ def test_read_audio_start_is_sample_accurate_in_aac(tmp_path):
         assert len(audio) == 8000
         offset = np.correlate(noise, audio[1000:3000], "valid").argmax() - 1000
         assert offset == round(start * 16000)
+
+
+# --------------------------------------------------------------------------- whole videos
+@pytest.mark.parametrize(("every", "chunk"), [(0.25, 3), (0.3, 4), (None, 5), (5.0, 2)])
+def test_iter_frames_streams_the_frames_read_frames_shows(ramp_video, every, chunk):
+    chunks = list(media.iter_frames(ramp_video, every=every, chunk_size=chunk))
+    times = np.concatenate([c.times for c in chunks])
+    step = 1 / FPS if every is None else every
+    np.testing.assert_allclose(times, np.arange(len(times)) * step)
+    assert len(times) == media.expected_frames(media.probe(ramp_video), every) == int(np.ceil(2.0 / step - 1e-9))
+    assert [c.start for c in chunks] == list(range(0, len(times), chunk))
+    assert all(len(c) == chunk for c in chunks[:-1]) and 1 <= len(chunks[-1]) <= chunk
+    frames = np.concatenate([c.frames for c in chunks])
+    assert _frame_index(frames) == _frame_index(media.read_frames(ramp_video, times))
+
+
+def test_iter_frames_applies_rotation_and_stops_cleanly(tmp_path, tiny_clip):
+    clip = tiny_clip(seconds=1.0, width=64, height=48)
+    rotated = tmp_path / "rotated.mp4"
+    _ffmpeg("-display_rotation", "90", "-i", str(clip.path), "-c", "copy", str(rotated))
+    stream = media.iter_frames(rotated, every=0.5, chunk_size=1)
+    first = next(stream)
+    stream.close()  # kills ffmpeg; nothing is left running
+    assert first.frames.shape == (1, 64, 48, 3) and first.frames.flags.writeable
+    np.testing.assert_array_equal(first.frames[0], media.read_frames(rotated, [0.0])[0])
+
+
+def test_iter_frames_errors(tmp_path, tiny_clip, ramp_video):
+    with pytest.raises(MediaError, match="no video stream"):
+        next(media.iter_frames(tiny_clip("sound.m4a", video=False).path))
+    with pytest.raises(UsageError, match="sampling interval"):
+        next(media.iter_frames(ramp_video, every=-1.0))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(MediaError, match="cannot read broken.mp4"):
+        next(media.iter_frames(broken))
+
+
+@pytest.mark.parametrize(("fps", "exact"), [(29.97, "30000/1001"), (23.98, "24000/1001"), (59.94, "60000/1001"),
+                                            (25.0, "25"), (12.5, "25/2"), (30.0, "30")])
+def test_exact_rate_recovers_ntsc_rates(fps, exact):
+    assert str(media.exact_rate(fps)) == exact
+
+
+def test_video_writer_streams_chunks_and_muxes_the_source_audio(ramp_video, tmp_path):
+    out = tmp_path / "out.mp4"
+    frames = _grey_ramp(10, step=20, size=(30, 40))
+    with media.video_writer(out, fps=4, size=(40, 30), audio=ramp_video) as writer:
+        writer.write(frames[:3])
+        writer.write(frames[3])
+        writer.write(frames[4:])
+        assert not out.exists()  # written under a temporary name until the end
+    assert writer.frames_written == 10
+    info = media.probe(out)
+    assert (info.width, info.height, info.fps, info.has_audio) == (40, 30, 4.0, True)
+    decoded = np.concatenate([c.frames for c in media.iter_frames(out)])
+    assert _frame_index(decoded, step=20) == list(range(10))
+    audio = media.read_audio(out)
+    assert len(audio) == pytest.approx(len(media.read_audio(ramp_video)), abs=160)
+    freqs = np.fft.rfftfreq(len(audio), 1 / 16000)
+    assert freqs[np.abs(np.fft.rfft(audio)).argmax()] == pytest.approx(1000, abs=5)  # the source's tone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "ramp.mp4"]
+
+
+def test_video_writer_pads_odd_sizes_and_fails_atomically(tmp_path):
+    odd = tmp_path / "odd.mp4"
+    with media.video_writer(odd, fps=2, size=(41, 31)) as writer:
+        writer.write(np.full((2, 31, 41, 3), 128, np.uint8))
+    assert (media.probe(odd).width, media.probe(odd).height) == (42, 32)
+    target = tmp_path / "crash.mp4"
+    with pytest.raises(RuntimeError, match="crash"):
+        with media.video_writer(target, fps=2, size=(40, 30)) as writer:
+            writer.write(np.zeros((2, 30, 40, 3), np.uint8))
+            raise RuntimeError("crash")
+    with pytest.raises(UsageError, match="frames must be"):
+        with media.video_writer(target, fps=2, size=(40, 30)) as writer:
+            writer.write(np.zeros((2, 30, 41, 3), np.uint8))
+    with pytest.raises(MediaError, match="cannot write crash.mp4"):
+        with media.video_writer(target, fps=2, size=(40, 30), video_options={"c:v": "no_such_codec"}) as writer:
+            writer.write(np.zeros((2, 30, 40, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]

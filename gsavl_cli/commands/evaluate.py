@@ -13,13 +13,15 @@ import csv
 import io
 import json
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from queue import Queue
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -39,9 +41,10 @@ from gsavl_cli.predictor import ClipInput, PreparedClip, Predictor, SamplerChoic
 from gsavl_cli.segment import RegionSegmenter
 from gsavl_cli.viz.report import ReportWriter
 
+T = TypeVar("T")
 VGGSS_GRID = 224  # the VGG-SS protocol scores heatmaps on a 224x224 grid
 CSV_COLUMNS = ("clip", "frame", "map", "sampler", "segmenter", "iou", "fscore", "ciou", "pointing", "score", "rounds",
-               "mask_area", "points", "labels")
+               "mask_area", "gt_fraction", "points", "labels")
 
 
 def default_samplers() -> list[SamplerChoice]:
@@ -136,11 +139,6 @@ def _prompt_hit_rate(points: np.ndarray, labels: np.ndarray, gt: np.ndarray) -> 
     return float(np.mean([metrics.pointing_hit(p, gt) for p in positive])) if len(positive) else float("nan")
 
 
-def _counts(mask: np.ndarray, gt: np.ndarray) -> dict[str, int]:
-    """Pixel counts that AVSBench's batch-level M_J / M_F are computed from."""
-    return {"pixels": int(gt.size), "gt_area": int(gt.sum()), "inter": int((mask & gt).sum())}
-
-
 # -- samples --------------------------------------------------------------------------------
 
 
@@ -208,7 +206,8 @@ def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, setti
         heat = predictor.heatmap_tensor(map_name, clip=clip)
         scored = heat if protocol == size else predictor.heatmap_tensor(map_name, clip=clip, size=protocol)
         timings["heatmap_s"] += time.perf_counter() - tick
-        rows.append({**base, "map": map_name, "sampler": None, "segmenter": None, **heatmap_row(scored, gt_protocol)})
+        rows.append({**base, "map": map_name, "sampler": None, "segmenter": None, **heatmap_row(scored, gt_protocol),
+                     "gt_fraction": float(gt_protocol.mean())})
         visuals["heatmaps"][map_name] = heat.float().cpu().numpy()
         if heat_out is not None:
             heat_out.create_dataset(f"{hdf5_name(sample.key)}/{map_name}", data=visuals["heatmaps"][map_name].astype(np.float16),
@@ -225,7 +224,7 @@ def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, setti
                 "ciou": metrics.ciou_of_mask(found.mask, gt_frame), "score": found.score, "rounds": found.rounds,
                 "mask_area": int(found.mask.sum()), "pointing": _prompt_hit_rate(found.points, found.labels, gt_frame),
                 "points": found.points.round(2).tolist(), "labels": found.labels.tolist(),
-                **_counts(found.mask, gt_frame),
+                "gt_fraction": float(gt_frame.mean()),
             })
             visuals["results"][(map_name, choice.name)] = (found.mask, found.prompts, rows[-1]["iou"])
     if keep is not None:
@@ -237,6 +236,36 @@ def _batches(store: Store, ids: list[str], settings: EvalSettings, partners: dic
     for start in range(0, len(ids), settings.batch_size):
         chunk = ids[start : start + settings.batch_size]
         yield len(chunk), [s for clip_id in chunk for s in _samples(store, clip_id, settings, partners)]
+
+
+def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Yields `items` while a background thread already reads the next `depth` ones.
+
+    Store reads and PNG decoding then overlap the encoders (both release the GIL).
+    """
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                queue.put(item)
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(_Failure(exc))
+        queue.put(done)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    while (item := queue.get()) is not done:
+        if isinstance(item, _Failure):
+            raise item.error
+        yield item
+    worker.join()
+
+
+@dataclass
+class _Failure:
+    error: BaseException
 
 
 def evaluate(
@@ -253,7 +282,7 @@ def evaluate(
     timings = {"prepare_s": 0.0, "heatmap_s": 0.0, "decoder_s": 0.0}
     rows: list[dict[str, Any]] = []
     with open_store(settings.data) as store:
-        for n_clips, batch in _batches(store, ids, settings, partners or {}):
+        for n_clips, batch in prefetch(_batches(store, ids, settings, partners or {})):
             tick = time.perf_counter()
             prepared = predictor.prepare([s.input for s in batch], maps=settings.maps, batch_size=settings.batch_size)
             timings["prepare_s"] += time.perf_counter() - tick
@@ -283,11 +312,16 @@ def heatmap_metrics(localizer: Localizer, path: Path, ids: list[str], device: st
 
 
 def summarise_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One metrics entry per (map, sampler, segmenter), in first-seen order."""
+    """One metrics entry per (map, sampler, segmenter), in first-seen order.
+
+    `miou` / `fscore` are per-frame means (batch-independent); `avsbench_miou` /
+    `avsbench_fmeasure` are the AVS benchmark's own M_J / M_F with one video per batch.
+    """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["map"], row["sampler"], row["segmenter"]), []).append(row)
-    return [{"map": m, "sampler": s, "segmenter": g, **metrics.summarize(members)} for (m, s, g), members in groups.items()]
+    return [{"map": m, "sampler": s, "segmenter": g, **metrics.summarize(members), **metrics.avsbench_from_rows(members)}
+            for (m, s, g), members in groups.items()]
 
 
 def _gather(rows: list[dict[str, Any]], world: int) -> list[dict[str, Any]]:
@@ -359,7 +393,6 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     n_frames = len({(r["clip"], r["frame"]) for r in rows})
     summary = {
         "results": summarise_rows(rows),
-        "avsbench": _official(rows),
         "timings": {**output.timings, "total_s": total, "frames_per_s": n_frames / total if total > 0 else None},
         "settings": {**settings.to_json(), "n_clips": len(ids), "world_size": world, "device": device,
                      "segmenter": predictor.segmenter.name, "gsavl": __version__, "torch": torch.__version__,
@@ -373,12 +406,6 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
             title = f"gsavl eval · {settings.data.name} · {reporter.map_name} / {reporter.sampler or 'heatmap'} · {predictor.segmenter.name} segmenter"
             reporter.write(title, {k: best[k] for k in ("n", "miou", "ciou", "pointing_game")})
     return summary
-
-
-def _official(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """AVSBench's own M_J / M_F (batch = one video's frames) per (map, sampler), where masks exist."""
-    official = getattr(metrics, "avsbench_official", None)
-    return official(rows) if official is not None else []
 
 
 class _closing:
