@@ -223,6 +223,7 @@ def train(
     resnet_checkpoint: Annotated[Optional[Path], typer.Option(help="ImageNet ResNet-18 weights file (else cache or download).")] = None,
     backbone_checkpoint: Annotated[Optional[Path], typer.Option(help="ssl2avs: ImageNet ResNet-50 or PVT-v2-b5 weights file (else cache or download).")] = None,
     frames: Annotated[str, typer.Option(help="ssl2avs: feed every frame of a clip (all, as AVSegFormer) or only the annotated ones (annotated: S4 trains 5x faster).")] = "all",
+    augment: Annotated[bool, typer.Option(help="ssl2avs: random horizontal flip and crop of each training clip (not the paper's protocol; for small data).")] = False,
     max_steps: Annotated[Optional[int], typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")] = None,
     subset: SubsetOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the checkpoint path and every epoch's log as JSON on stdout.")] = False,
@@ -255,6 +256,7 @@ def train(
         patience=patience, resume=resume, device=resolve_device(), pretrained=pretrained,
         vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps, subset=subset,
         identity_init=identity_init, backbone_checkpoint=backbone_checkpoint, frames=frames,
+        augment=augment,
     )
     if not pretrained:
         info("[yellow]note:[/] --no-pretrained: encoders start from random weights")
@@ -404,10 +406,11 @@ def _fmt(value: object) -> str:
 def _print_results(results: list[dict], title: str) -> None:
     if OPTIONS.quiet:
         return
-    table = Table("map", "sampler", "segmenter", "n", "mIoU %", "F %", "cIoU %", "AP50 %", "AUC %", "pointing %", title=title)
+    table = Table("map", "sampler", "segmenter", "n", "mIoU %", "F %", "AVS M_J %", "AVS M_F %", "cIoU %", "AP50 %", "AUC %",
+                  "pointing %", title=title, caption="AVS M_J / M_F: the AVS benchmark's batch-level metrics (one video per batch)")
     for r in results:
         table.add_row(r["map"], r["sampler"] or "(heatmap)", r["segmenter"] or "-", str(r["n"]),
-                      *(_fmt(r[k]) for k in ("miou", "fscore", "ciou", "ap50", "auc", "pointing_game")))
+                      *(_fmt(r.get(k)) for k in ("miou", "fscore", "avsbench_miou", "avsbench_fmeasure", "ciou", "ap50", "auc", "pointing_game")))
     err.print(table)
 
 

@@ -18,7 +18,25 @@ import numpy as np
 from gsavl_cli.errors import UsageError
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
-LAYOUTS = ("auto", "folder", "avsbench-s4", "avsbench-ms3", "avsbench-semantic", "vggsound")
+LayoutFn = Callable[..., "list[ClipSource]"]
+_LAYOUTS: dict[str, LayoutFn] = {}
+
+
+def register_layout(name: str) -> Callable[[LayoutFn], LayoutFn]:
+    """Decorator registering `fn(source, split="all", **options) -> list[ClipSource]` as layout `name`."""
+
+    def decorate(fn: LayoutFn) -> LayoutFn:
+        if name in _LAYOUTS and _LAYOUTS[name] is not fn:
+            raise ValueError(f"a layout named {name!r} is already registered")
+        _LAYOUTS[name] = fn
+        return fn
+
+    return decorate
+
+
+def list_layouts() -> list[str]:
+    """Registered layout names (plus "auto", which detects one)."""
+    return ["auto", *_LAYOUTS]
 SPLITS = ("train", "val", "test", "all")
 SEMANTIC_SUBSETS = ("v1s", "v1m", "v2")
 
@@ -70,6 +88,7 @@ def _data_root(source: Path, name: str) -> Path:
     return source / name if (source / name).is_dir() else source
 
 
+@register_layout("folder")
 def folder_layout(source: Path, split: str = "all", **_: object) -> list[ClipSource]:
     """Every video under SOURCE, recursively; the clip id is the path without suffix."""
     if source.is_file():
@@ -78,6 +97,7 @@ def folder_layout(source: Path, split: str = "all", **_: object) -> list[ClipSou
     return [ClipSource(clip_id=str(p.relative_to(source).with_suffix("")), video=p.resolve()) for p in videos]
 
 
+@register_layout("avsbench-s4")
 def avsbench_s4_layout(source: Path, split: str = "all", **_: object) -> list[ClipSource]:
     """AVSBench-object S4: `s4_meta_data.csv` + `s4_data/{raw_videos,audio_wav,visual_frames,gt_masks}`."""
     rows = _rows(
@@ -109,6 +129,7 @@ def avsbench_s4_layout(source: Path, split: str = "all", **_: object) -> list[Cl
     return clips
 
 
+@register_layout("avsbench-ms3")
 def avsbench_ms3_layout(source: Path, split: str = "all", **_: object) -> list[ClipSource]:
     """AVSBench-object MS3: flat videos, per-split audio and masks, `ms3_meta_data.csv`."""
     rows = _rows(source / "ms3_meta_data.csv", {"name": (("name", "video_id", "vid"), 0), "split": (("split",), -1)})
@@ -133,6 +154,7 @@ def avsbench_ms3_layout(source: Path, split: str = "all", **_: object) -> list[C
     return clips
 
 
+@register_layout("avsbench-semantic")
 def avsbench_semantic_layout(
     source: Path, split: str = "all", subsets: tuple[str, ...] = SEMANTIC_SUBSETS, **_: object
 ) -> list[ClipSource]:
@@ -189,6 +211,7 @@ def read_vggss_annotations(path: Path) -> dict[str, dict]:
     return out
 
 
+@register_layout("vggsound")
 def vggsound_layout(source: Path, split: str = "all", annotations: Path | None = None, **_: object) -> list[ClipSource]:
     """VGGSound clips (`{id}.mp4`, or `frames/{id}.jpg` + `audio/{id}.wav`) + optional `vggss.json`.
 
@@ -212,15 +235,6 @@ def vggsound_layout(source: Path, split: str = "all", annotations: Path | None =
         if _wanted(clip.split, split):
             clips.append(clip)
     return clips
-
-
-_LAYOUTS: dict[str, Callable[..., list[ClipSource]]] = {
-    "folder": folder_layout,
-    "avsbench-s4": avsbench_s4_layout,
-    "avsbench-ms3": avsbench_ms3_layout,
-    "avsbench-semantic": avsbench_semantic_layout,
-    "vggsound": vggsound_layout,
-}
 
 
 def detect_layout(source: Path) -> str:
@@ -282,7 +296,7 @@ def discover(
     if layout == "auto":
         layout = detect_layout(source) if source.is_dir() else "folder"
     if layout not in _LAYOUTS:
-        raise UsageError(f"unknown layout {layout!r}", hint=f"choose from {', '.join(LAYOUTS)}")
+        raise UsageError(f"unknown layout {layout!r}", hint=f"choose from {', '.join(list_layouts())}")
     if annotations is None and (source / "vggss.json").exists():
         annotations = source / "vggss.json"
     clips = _LAYOUTS[layout](source.resolve() if source.is_dir() else source, split, annotations=annotations, subsets=subsets)
