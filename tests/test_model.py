@@ -120,7 +120,8 @@ def test_shapes_at_224(preset: str) -> None:
     with torch.no_grad():
         img, aud = localizer(images, audio)
     assert img.shape == (2, 8, 7, 7) and aud.shape == (2, 8)
-    assert torch.allclose(img.norm(dim=1), torch.ones(2, 7, 7), atol=1e-5)
+    # gsavl: unit feature vectors; ezvsl's "dot" (the original's ablation): not normalised
+    assert torch.allclose(img.norm(dim=1), torch.ones(2, 7, 7), atol=1e-5) == (preset == "gsavl")
     assert localizer.similarity(img, aud).shape == (2, 2, 7, 7)
     assert localizer.ssl_map(img, aud).shape == (2, 7, 7)
 
@@ -197,7 +198,8 @@ def test_config_round_trip_and_validation() -> None:
     config = M.config_from_preset("ezvsl", dim=64, tau=0.07, beta=2.0)
     assert M.ModelConfig.from_dict(config.to_dict()) == config
     assert config.audio_encoder == "resnet18" and config.similarity == "dot"
-    assert M.PRESETS["gsavl"] == M.ModelConfig(audio_encoder="vggish", similarity="cosine", dim=512, tau=0.03)
+    assert M.PRESETS["gsavl"]() == M.ModelConfig(audio_encoder="vggish", similarity="cosine", dim=512, tau=0.03)
+    assert M.PRESETS["ezvsl"]().normalize_features is False  # the original's "dot": un-normalised features
     with pytest.raises(UsageError) as info:
         M.config_from_preset("avsbench")
     assert "gsavl" in info.value.hint and "ezvsl" in info.value.hint
@@ -233,7 +235,7 @@ def test_heatmaps_against_reference() -> None:
         coarse_obj = prior.trunk(images).abs().mean(1)
     for i, size in enumerate(sizes):
         def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t[i][None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+            return F.interpolate(t[i][None, None], size=size, mode="bilinear", align_corners=True)[0, 0]  # the original's
 
         av, obj = minmax(up(coarse_av)), minmax(up(coarse_obj))
         assert out["av"][i].shape == size
