@@ -84,17 +84,22 @@ def preprocess(
 
     Re-running the same command resumes: clips already in the file are skipped.
     """
-    from gsavl_cli.io.layouts import discover
+    from gsavl_cli.io.layouts import Ignored, discover
     from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 
     if annotations is not None and not annotations.exists():
         raise UsageError(f"annotations file not found: {annotations}")
+    ignored: list[Ignored] = []
     layout, clips = discover(
         source, layout, split, annotations=annotations,
-        subsets=tuple(s.strip() for s in semantic_subsets.split(",") if s.strip()), subset=subset,
+        subsets=tuple(s.strip() for s in semantic_subsets.split(",") if s.strip()), subset=subset, ignored=ignored,
     )
     if not clips:
-        raise UsageError(f"no clips found in {source} (layout {layout}, split {split})", hint="check SOURCE, --layout and --split")
+        skipped = "; ".join(f"{i.source.name}: {i.reason}" for i in ignored[:3]) + (" ..." if len(ignored) > 3 else "")
+        raise UsageError(
+            f"no clips found in {source} (layout {layout}, split {split})" + (f"; ignored {len(ignored)} file(s): {skipped}" if ignored else ""),
+            hint="check SOURCE, --layout and --split",
+        )
     if output is None:
         output = source.with_suffix(".h5") if source.is_file() else Path(f"{source.resolve().name}.h5")
     settings = make_settings(layout, _parse_times(frame_times), vggish_seconds)
@@ -109,9 +114,16 @@ def preprocess(
             done = int(bar.tasks[0].completed)
             bar.update(task, rate=rate(done, time.perf_counter() - start, "clips"))
 
-        result = run_preprocess(clips, output, settings, workers=workers, overwrite=overwrite, on_clip=advance)
+        result = run_preprocess(clips, output, settings, workers=workers, overwrite=overwrite, on_clip=advance, ignored=ignored)
         bar.update(task, completed=result.skipped + result.written + len(result.failed))
     _report_preprocess(result)
+    if result.ignored and not OPTIONS.quiet:
+        shown = 10
+        err.print(f"[yellow]ignored[/] {len(result.ignored)} file(s) that are not clips:")
+        for item in result.ignored[:shown]:
+            err.print(f"  {item.source}: {item.reason}")
+        if len(result.ignored) > shown:
+            err.print(f"  ... and {len(result.ignored) - shown} more (all of them in --json)")
     if json_output:
         print_json(result.to_json())
     if result.interrupted:
@@ -417,7 +429,8 @@ def _print_results(results: list[dict], title: str) -> None:
 @app.command(
     epilog="Examples:\n\n  gsavl localize clip.mp4 --checkpoint best.pt --sampler prob -o mask.png\n\n"
     "  gsavl localize clip.mp4 --checkpoint best.pt --overlay overlay.png --json-file result.json\n\n"
-    "  gsavl localize ./clips --checkpoint best.pt --out-dir masks/ --segmenter region"
+    "  gsavl localize ./clips --checkpoint best.pt --out-dir masks/ --segmenter region\n\n"
+    "  gsavl localize clip.mp4 --checkpoint best.pt --every 0.25 --video overlay.mp4 --masks masks.npz --timeline timeline.json"
 )
 @handle_errors
 def localize(
@@ -442,12 +455,27 @@ def localize(
     heatmap: Annotated[Optional[Path], typer.Option(help="PNG of the heatmap (coloured).")] = None,
     heatmap_npy: Annotated[Optional[Path], typer.Option(help="The float heatmap [H,W] as .npy, for analysis.")] = None,
     json_file: Annotated[Optional[Path], typer.Option(help="JSON file: points, labels, mask area, score, rounds, timings.")] = None,
+    every: Annotated[Optional[float], typer.Option(min=0.0, rich_help_panel="Whole videos", help="Localize a frame every SECONDS over the whole clip (each with its own audio window).")] = None,
+    all_frames: Annotated[bool, typer.Option(rich_help_panel="Whole videos", help="Localize every frame of the clip.")] = False,
+    video: Annotated[Optional[Path], typer.Option(rich_help_panel="Whole videos", help="Overlay video (frame + heatmap + prompts + mask) with the clip's audio.")] = None,
+    masks: Annotated[Optional[Path], typer.Option(rich_help_panel="Whole videos", help="Masks of every processed frame: .npz of packed bits.")] = None,
+    mask_pngs: Annotated[Optional[Path], typer.Option(rich_help_panel="Whole videos", help="Folder for one mask PNG per processed frame.")] = None,
+    timeline: Annotated[Optional[Path], typer.Option(rich_help_panel="Whole videos", help="JSON timeline: per frame time, points, labels, score, mask area, rounds.")] = None,
+    smooth: Annotated[Optional[float], typer.Option(rich_help_panel="Whole videos", help="Smooth heatmaps over time: exponential moving average with this time constant in seconds (off by default).")] = None,
     prior_checkpoint: PriorCkptOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
-    """Find the sounding object in a clip and write its pixel mask."""
+    """Find the sounding object in a clip and write its pixel mask (one frame, or the whole video with --every / --all-frames)."""
     from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
     from gsavl_cli.console import resolve_device
+
+    if every is not None or all_frames or any((video, masks, mask_pngs, timeline, smooth)):
+        _localize_video(clips, checkpoint, time_=time_, every=every, all_frames=all_frames, map_=map_, sampler=sampler, param=param,
+                        negatives=negatives, segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint,
+                        mask_choice=mask_choice, cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, alpha=alpha,
+                        align_corners=align_corners, video=video, masks=masks, mask_pngs=mask_pngs, timeline=timeline,
+                        smooth=smooth, prior_checkpoint=prior_checkpoint, json_output=json_output)
+        return
 
     settings = LocalizeSettings(
         checkpoint=checkpoint, time=time_, map_name=map_.value, sampler=_sampler_choices(sampler, param)[0],
@@ -461,6 +489,45 @@ def localize(
         info(f"{item['clip']}: mask {item['mask']} ({item['mask_area']} px, {item['segmenter']} segmenter, {item['sampler']} on {item['map']})")
     if json_output:
         print_json(results if len(results) > 1 else results[0])
+
+
+def _localize_video(clips: list[Path], checkpoint: Path, *, time_: float | None, every: float | None, all_frames: bool,
+                    **options) -> None:
+    """`localize --every/--all-frames`: the whole clip, streamed, through the same Predictor."""
+    from gsavl_cli.commands.localize import LocalizeSettings, make_predictor
+    from gsavl_cli.commands.localize_video import VideoSettings, localize_video
+    from gsavl_cli.console import resolve_device
+
+    if len(clips) != 1 or clips[0].is_dir():
+        raise UsageError("video mode localizes one clip", hint="pass one video file (run the command once per clip)")
+    if time_ is not None:
+        raise UsageError("--time picks one frame; video mode takes them all", hint="drop --time, or drop --every/--all-frames")
+    if every is not None and all_frames:
+        raise UsageError("--every and --all-frames both choose the frames", hint="pass one of them")
+    if every is None and not all_frames:
+        raise UsageError("choose the frames of the video", hint="pass --every SECONDS or --all-frames")
+    if every is not None and every <= 0:
+        raise UsageError(f"--every must be > 0 s, got {every:g}")
+    choice = _sampler_choices(options["sampler"], options["param"])[0]
+    settings = LocalizeSettings(
+        checkpoint=checkpoint, map_name=options["map_"].value, sampler=choice, negatives=options["negatives"],
+        segmenter=options["segmenter"].value, sam_model=options["sam_model"].value, sam_checkpoint=options["sam_checkpoint"],
+        mask_choice=options["mask_choice"].value, cascade_rounds=options["cascade_rounds"],
+        cascade_threshold=options["cascade_threshold"], alpha=options["alpha"], align_corners=options["align_corners"],
+        resnet_checkpoint=options["prior_checkpoint"], device=resolve_device(), seed=OPTIONS.seed,
+    )
+    video = VideoSettings(
+        every=every, map_name=settings.map_name, sampler=choice, seed=OPTIONS.seed, negatives=settings.negatives,
+        mask_choice=settings.mask_choice, cascade_rounds=settings.cascade_rounds, cascade_threshold=settings.cascade_threshold,
+        smooth=options["smooth"], video=options["video"], masks=options["masks"], mask_pngs=options["mask_pngs"],
+        timeline=options["timeline"],
+    )
+    video.check()
+    summary = localize_video(clips[0], make_predictor(settings), video, progress=progress)
+    written = [str(p) for p in (video.video, video.masks, video.mask_pngs, video.timeline) if p]
+    info(f"{clips[0]}: {summary['frames']} frames at {summary['frames_per_second'] or 0:.2f} frames/s -> {', '.join(written)}")
+    if options["json_output"]:
+        print_json(summary)
 
 
 @app.command(name="samplers")

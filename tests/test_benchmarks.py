@@ -18,6 +18,7 @@ TINY = {
     "sam_encoder.py": ["--arch", "tiny", "--repeats", "1"],
     "ssl2avs_fps.py": ["--backbone", "tiny", "--size", "64"],
     "localize_video.py": ["--seconds", "2", "--size", "160x90"],
+    "video_smoothing.py": ["--seeds", "4", "--taus", "none", "0.5", "--seconds", "2"],
 }
 SCRIPTS = sorted(p.name for p in ROOT.glob("*.py") if not p.name.startswith("_"))
 

@@ -236,6 +236,18 @@ def test_iter_frames_streams_the_frames_read_frames_shows(ramp_video, every, chu
     assert _frame_index(frames) == _frame_index(media.read_frames(ramp_video, times))
 
 
+def test_iter_frames_on_variable_frame_rate_shows_the_frame_on_screen(tmp_path):
+    source, vfr = tmp_path / "cfr.mp4", tmp_path / "vfr.mp4"
+    write_video(source, _grey_ramp(24), FPS)
+    keep = "lt(n,3)+between(n,10,12)+gte(n,20)"  # frames 0-2, 10-12, 20-23: gaps of 1 s
+    _ffmpeg("-i", str(source), "-vf", f"select='{keep}'", "-fps_mode", "vfr", "-c:v", "libx264", str(vfr))
+    chunks = list(media.iter_frames(vfr, every=0.25, chunk_size=5))
+    times = np.concatenate([c.times for c in chunks])
+    frames = np.concatenate([c.frames for c in chunks])
+    assert _frame_index(frames) == _frame_index(media.read_frames(vfr, times))
+    assert _frame_index(frames)[:6] == [0, 2, 2, 2, 2, 10]
+
+
 def test_iter_frames_applies_rotation_and_stops_cleanly(tmp_path, tiny_clip):
     clip = tiny_clip(seconds=1.0, width=64, height=48)
     rotated = tmp_path / "rotated.mp4"

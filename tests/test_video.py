@@ -199,7 +199,8 @@ def test_the_mask_moves_to_the_object_that_starts_sounding(localized, moving_cli
     truth = moving_clip.truth(times)
     with read_masks(settings.masks) as archive:
         masks = archive.all()
-    on = {k: np.array([metrics.pointing_hit(e["points"][0], objects[i, k]) for i, e in enumerate(entries)]) for k in range(3)}
+    on = {k: np.array([metrics.pointing_hit(e["points"][0], objects[i, k]) for i, e in enumerate(entries)])
+          for k in range(3)}
     hits = np.array([metrics.pointing_hit(e["points"][0], truth[i]) for i, e in enumerate(entries)])
     before, after = times < SWITCH - 0.5, times > SWITCH + 0.5
     assert hits[before].mean() >= 0.8 and hits[after].mean() >= 0.7, (hits[before].mean(), hits[after].mean())

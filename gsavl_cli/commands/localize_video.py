@@ -27,8 +27,9 @@ import json
 import math
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,23 @@ def _localize_chunk(
     return results
 
 
+def _summary(path: Path, key: str, info: media.MediaInfo, rate: Fraction, settings: VideoSettings,
+             predictor: Predictor, frames: int, elapsed: float) -> dict[str, Any]:
+    """The run's settings and figures (the timeline's header, and what the CLI prints)."""
+    targets = {"video": settings.video, "masks": settings.masks, "mask_pngs": settings.mask_pngs,
+               "timeline": settings.timeline}
+    return {
+        "clip": str(path), "key": key, "frames": frames, "every": settings.every, "fps": float(rate),
+        "frame_size": [info.height, info.width], "duration": info.duration, "map": settings.map_name,
+        "sampler": settings.sampler.name, "sampler_params": settings.sampler.params, "segmenter": predictor.segmenter.name,
+        "seed": settings.seed, "negatives": settings.negatives, "mask_choice": settings.mask_choice,
+        "cascade_rounds": settings.cascade_rounds, "smooth": settings.smooth,
+        "audio_window": predictor.config.audio_window or WHOLE_CLIP_WINDOW,
+        "outputs": {name: str(target) for name, target in targets.items() if target is not None},
+        "seconds": round(elapsed, 3), "frames_per_second": round(frames / elapsed, 3) if elapsed > 0 else None,
+    }
+
+
 def localize_video(
     path: str | Path,
     predictor: Predictor,
@@ -188,8 +206,10 @@ def localize_video(
         masks = stack.enter_context(mask_writer(settings.masks, (info.height, info.width))) if settings.masks else None
         bar = stack.enter_context((progress or _NoProgress)())
         task = bar.add_task(f"localize {path.name}", total=media.expected_frames(info, settings.every), rate="")
+        frames = stack.enter_context(closing(media.iter_frames(path, every=settings.every,
+                                                               chunk_size=settings.chunk_size, info=info)))
         with torch.inference_mode():
-            for chunk in media.iter_frames(path, every=settings.every, chunk_size=settings.chunk_size, info=info):
+            for chunk in frames:
                 found = _localize_chunk(chunk, waveform, key, predictor, settings, smoother)
                 if video is not None:
                     video.write(np.stack([overlay(frame, heat, p.mask, p.points, p.labels)
@@ -198,23 +218,12 @@ def localize_video(
                     masks.add(np.stack([p.mask for _, p in found]), chunk.times)
                 if settings.mask_pngs is not None:
                     write_mask_pngs(settings.mask_pngs, np.stack([p.mask for _, p in found]), chunk.start)
-                entries.extend(_frame_entry(chunk.start + i, at, p) for i, (at, (_, p)) in enumerate(zip(chunk.times, found)))
+                entries.extend(_frame_entry(chunk.start + i, at, p) for i, (at, (_, p))
+                               in enumerate(zip(chunk.times, found)))
                 elapsed = time.perf_counter() - started
                 bar.update(task, advance=len(chunk), rate=f"{len(entries) / elapsed:.1f} frames/s")
         bar.update(task, total=len(entries), completed=len(entries))
-    elapsed = time.perf_counter() - started
-    outputs = {name: str(target) for name, target in (("video", settings.video), ("masks", settings.masks),
-                                                      ("mask_pngs", settings.mask_pngs), ("timeline", settings.timeline))
-               if target is not None}
-    summary = {
-        "clip": str(path), "key": key, "frames": len(entries), "every": settings.every, "fps": float(rate),
-        "frame_size": [info.height, info.width], "duration": info.duration, "map": settings.map_name,
-        "sampler": settings.sampler.name, "sampler_params": settings.sampler.params, "segmenter": predictor.segmenter.name,
-        "seed": settings.seed, "negatives": settings.negatives, "mask_choice": settings.mask_choice,
-        "cascade_rounds": settings.cascade_rounds, "smooth": settings.smooth,
-        "audio_window": predictor.config.audio_window or WHOLE_CLIP_WINDOW, "outputs": outputs,
-        "seconds": round(elapsed, 3), "frames_per_second": round(len(entries) / elapsed, 3) if elapsed > 0 else None,
-    }
+    summary = _summary(path, key, info, rate, settings, predictor, len(entries), time.perf_counter() - started)
     if settings.timeline is not None:
         write_atomic(settings.timeline, json.dumps({**summary, "timeline": entries}, indent=1).encode("utf-8"))
     return summary

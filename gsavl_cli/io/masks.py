@@ -31,6 +31,7 @@ from gsavl_cli.io.media import write_png
 
 FORMAT = "gsavl-masks/1"
 _CHUNK_PREFIX = "bits_"
+_HINT = "pass a mask archive written by `gsavl localize --masks`"
 
 
 def pack_masks(masks: np.ndarray) -> np.ndarray:
@@ -109,11 +110,11 @@ class MaskArchive:
         try:
             self._npz = np.load(self.path, allow_pickle=False)
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise UsageError(f"{self.path.name} is not a mask archive: {exc}", hint="pass a file written by --masks") from exc
+            raise UsageError(f"{self.path.name} is not a mask archive: {exc}", hint=_HINT) from exc
         found = str(self._npz["format"]) if "format" in self._npz.files else None
         if found != FORMAT:
             self._npz.close()
-            raise UsageError(f"{self.path.name} is not a {FORMAT} archive (format {found})", hint="pass a file written by --masks")
+            raise UsageError(f"{self.path.name} is not a {FORMAT} archive (format {found})", hint=_HINT)
         self.size: tuple[int, int] = tuple(int(v) for v in self._npz["size"])  # type: ignore[assignment]
         self.times: np.ndarray = self._npz["times"]
         self._ends = np.cumsum(self._npz["counts"])

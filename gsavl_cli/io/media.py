@@ -477,7 +477,10 @@ def iter_frames(
 def encoder_options() -> tuple[dict[str, Any], dict[str, Any]]:
     """(video, audio) encoder options: H.264 + AAC where the ffmpeg build has them, else MPEG-4 / MP3."""
     have = ffmpeg_encoders()
-    video: dict[str, Any] = {"c:v": "libx264", "preset": "veryfast", "crf": 18} if "libx264" in have else {"c:v": "mpeg4", "q:v": 2}
+    if "libx264" in have:
+        video: dict[str, Any] = {"c:v": "libx264", "preset": "veryfast", "crf": 18}
+    else:
+        video = {"c:v": "mpeg4", "q:v": 2}
     if "aac" in have:
         audio: dict[str, Any] = {"c:a": "aac", "b:a": "128k"}
     elif "libmp3lame" in have:
@@ -572,7 +575,8 @@ def video_writer(
             options.update(audio_options)
         args = ffmpeg_command(ffmpeg.output(*streams, file_url(tmp), **options).overwrite_output())
         stdin = subprocess.PIPE if size is not None else subprocess.DEVNULL
-        writer = VideoWriter(subprocess.Popen(args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=log), path.name, size, log)
+        process = subprocess.Popen(args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=log)
+        writer = VideoWriter(process, path.name, size, log)
         try:
             yield writer
             writer._finish()

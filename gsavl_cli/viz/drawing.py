@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.utils import draw_keypoints, draw_segmentation_masks
+from torchvision.utils import draw_keypoints
 
 _STOPS = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]], dtype=np.float32)
 
@@ -48,13 +48,12 @@ def overlay(
     image = frame.astype(np.float32)
     if heatmap is not None:
         image = (1 - heat_alpha) * image + heat_alpha * colourise(heatmap).astype(np.float32)
+    if mask is not None:  # a tint inside, a solid outline (plain array ops: fast enough for video)
+        region = np.asarray(mask, dtype=bool)
+        colour = np.asarray(mask_colour, dtype=np.float32)
+        image[region] = (1 - mask_fill) * image[region] + mask_fill * colour
+        image[outline(region, max(1, min(frame.shape[:2]) // 150))] = colour
     canvas = _as_chw(image.clip(0, 255).astype(np.uint8))
-    if mask is not None:
-        region = torch.from_numpy(np.asarray(mask, dtype=bool))
-        if mask_fill > 0:
-            canvas = draw_segmentation_masks(canvas, region, alpha=mask_fill, colors=mask_colour)
-        edge = torch.from_numpy(outline(mask, max(1, min(frame.shape[:2]) // 150)))
-        canvas = draw_segmentation_masks(canvas, edge, alpha=1.0, colors=mask_colour)
     if points is not None and len(points):
         labels = np.ones(len(points), dtype=int) if labels is None else np.asarray(labels)
         radius = max(2, min(frame.shape[:2]) // 80)
