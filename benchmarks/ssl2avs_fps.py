@@ -1,7 +1,9 @@
 """SSL2AVS inference speed (frames/s) and parameter counts beside the paper's (random weights, nothing downloaded).
 
 Each frame goes through the whole model (image backbone, VGGish on its second of audio,
-localization, feature enhancement, transformer head) as `model.predict` runs it. The
+localization, feature enhancement, transformer head) as `model.predict` runs it. FLOPs
+are torch's count of the matrix products and convolutions (2 per multiply-add; the
+deformable sampling is not counted), a machine-independent size of the work. The
 paper (seed 004) reports 136.45 M / 179.72 M parameters (table 7) and 96.39 / 80.06 FPS
 at 224x224, 26.11 / 21.20 FPS at 512x512 (table 1) for ResNet-50 / PVT-v2-b5, on a GPU
 it does not name.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import statistics
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import _common
 from gsavl_cli.model import config_from_preset
@@ -39,7 +42,9 @@ def measure(backbone: str, size: int, args) -> dict:
         with autocast:
             model.predict(images, audio)
 
-    for _ in range(args.warmup):
+    with FlopCounterMode(display=False) as counter:  # also the warm-up
+        run()
+    for _ in range(args.warmup - 1):
         run()
     seconds = [_common.timed(args.device, run)[1] for _ in range(args.repeats)]
     median = statistics.median(seconds)
@@ -50,6 +55,7 @@ def measure(backbone: str, size: int, args) -> dict:
         "batch_size": args.batch_size,
         "fps": round(args.batch_size / median, 2),
         "ms_per_frame": round(1000 * median / args.batch_size, 2),
+        "gflops_per_frame": round(counter.get_total_flops() / args.batch_size / 1e9, 2),
         "params_m": round(params / 1e6, 2),
         "paper_params_m": paper.get("params_m"),
         "paper_fps": paper.get("fps", {}).get(size),
@@ -61,7 +67,7 @@ def main() -> None:
     p.add_argument("--backbone", default="resnet50,pvt_v2_b5", help=f"comma-separated: {', '.join(PRESETS)}")
     p.add_argument("--size", default="224,512", help="comma-separated square frame sizes (multiples of 32)")
     p.add_argument("--batch-size", type=int, default=1, help="frames per forward pass")
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1, help="untimed passes (at least 1: it also counts the FLOPs)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes (the median is reported)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     args = p.parse_args()

@@ -18,6 +18,7 @@ class MapName(str, Enum):
 class SegmenterName(str, Enum):
     sam = "sam"
     region = "region"
+    model = "model"  # a segmentation model's own mask head (SSL2AVS)
 
 
 class SamModel(str, Enum):

@@ -342,7 +342,7 @@ def _parse_maps(text: str) -> tuple[str, ...]:
 
 SamplerOpt = Annotated[str, typer.Option("--sampler", help="Prompt sampler(s), comma-separated; see `gsavl samplers`.")]
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Sampler parameter KEY=VALUE or SAMPLER.KEY=VALUE (repeatable).")]
-SegmenterOpt = Annotated[SegmenterName, typer.Option(help="sam (Segment Anything), or region: the heatmap region around the prompts (no weights needed).")]
+SegmenterOpt = Annotated[SegmenterName, typer.Option(help="sam (Segment Anything); region: the heatmap region around the prompts (no weights needed); model: an SSL2AVS checkpoint's own mask.")]
 SamModelOpt = Annotated[SamModel, typer.Option(help="SAM size: vit_h (paper), vit_l or vit_b (tiny: a test model from --sam-checkpoint).")]
 SamCkptOpt = Annotated[Optional[Path], typer.Option(help="SAM weights file (else the torch hub cache, else download).")]
 MaskChoiceOpt = Annotated[MaskChoice, typer.Option(help="single (paper), score (SAM's predicted IoU) or heatmap (best agreement).")]

@@ -161,16 +161,18 @@ class Predictor:
         prior: ObjectPrior | None = None,
         resnet_checkpoint: Path | None = None,
         pretrained_prior: bool = True,
+        family: str = "localizer",
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UsageError(f"alpha must be in [0, 1], got {alpha}")
         self.localizer = localizer.to(device).eval()
+        self.family = family  # "localizer", or a segmentation family (SSL2AVS) with its own mask head
         self.config: ModelConfig = localizer.config
         self.segmenter = segmenter
         self.device = device
         self.alpha = alpha
         self.align_corners = align_corners
-        self.interpolation = interpolation or self.config.test_interpolation
+        self.interpolation = interpolation or getattr(self.config, "test_interpolation", "bilinear")
         self._prior = prior
         self._prior_source = (resnet_checkpoint, pretrained_prior)
         self.embedding_cache: EmbeddingStore | None = None
@@ -197,11 +199,14 @@ class Predictor:
         training protocol; `eval` passes the evaluated dataset's.
         """
         loaded = load_checkpoint(Path(path), map_location="cpu")
-        if loaded.family != "localizer":
-            raise UsageError(f"{path} holds a {loaded.family} model, not a localizer", hint="use `gsavl eval`/`localize` with a localizer checkpoint")
-        chosen = make_segmenter(segmenter, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
+        if segmenter == OwnMask.name:
+            if loaded.family == "localizer":
+                raise UsageError("a localizer has no mask head of its own", hint="use --segmenter sam or region")
+            chosen: Segmenter = OwnMask()
+        else:
+            chosen = make_segmenter(segmenter, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
         return cls(loaded.model, chosen, device=device, alpha=alpha, align_corners=align_corners, interpolation=interpolation,
-                   resnet_checkpoint=resnet_checkpoint, pretrained_prior=pretrained_prior)
+                   resnet_checkpoint=resnet_checkpoint, pretrained_prior=pretrained_prior, family=loaded.family)
 
     @property
     def prior(self) -> ObjectPrior:
@@ -253,7 +258,7 @@ class Predictor:
         """The localizer and prior on a batch of frames, for the coarse maps they still lack."""
         for name in maps:
             check_choice("heatmap", name, MAP_NAMES)
-        need = {"av"} if any(m in ("av", "avobj") for m in maps) else set()
+        need = {"av"} if any(m in ("av", "avobj") for m in maps) or self.family != "localizer" else set()
         need |= {"obj"} if any(m in ("obj", "avobj") for m in maps) else set()
         todo = [c for c in clips if not need <= set(c.coarse)]
         if not todo:
@@ -264,7 +269,14 @@ class Predictor:
         audio = torch.nn.utils.rnn.pad_sequence([c.audio for c in todo], batch_first=True) if todo[0].audio.dim() == 3 \
             else torch.stack([c.audio for c in todo])
         wanted = tuple(m for m in ("av", "obj") if m in need)
-        found = coarse_maps(self.localizer, self.prior if "obj" in need else None, images, audio.to(self.device), lengths, wanted)
+        if self.family == "localizer":
+            found = coarse_maps(self.localizer, self.prior if "obj" in need else None, images, audio.to(self.device), lengths, wanted)
+        else:  # a segmentation model: its localization heatmap is the av map, its mask logits come along
+            with torch.no_grad():
+                out = self.localizer.predict(images, audio.to(self.device), lengths)
+            found = {"av": out["heatmap"], "mask": out["mask_logits"]}
+            if "obj" in need:
+                found.update(coarse_maps(None, self.prior, images, None, None, ("obj",)))
         for k, clip in enumerate(todo):
             clip.coarse.update({name: maps_[k : k + 1] for name, maps_ in found.items()})
 
@@ -284,6 +296,15 @@ class Predictor:
         return {m: self.heatmap_tensor(m, clip=clip).float().cpu().numpy() for m in maps}
 
     # -- prompts and masks ---------------------------------------------------------------
+
+    def _own_mask(self, clip: PreparedClip, map_name: str) -> Prediction:
+        """The segmentation model's own mask at the frame's size (logit > 0)."""
+        self._compute_coarse([clip], ("av",))
+        logits = torch.nn.functional.interpolate(clip.coarse["mask"][None].float(), size=clip.size, mode="bilinear",
+                                                 align_corners=False)[0, 0]
+        mask = (logits > 0).cpu().numpy()
+        return Prediction(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), mask, float("nan"), 1, map_name,
+                          OwnMask.name, self.family)
 
     def predict(
         self,
@@ -308,6 +329,8 @@ class Predictor:
         it are returned (`rounds` = rounds run).
         """
         current = self._current(clip)
+        if isinstance(self.segmenter, OwnMask):
+            return self._own_mask(current, map)
         if cascade_rounds < 1:
             raise UsageError(f"cascade rounds must be >= 1, got {cascade_rounds}")
         heat = (self.heatmap_tensor(map, clip=current) if heatmap is None else samplers.as_heatmap(heatmap)).to(self.device)
@@ -332,6 +355,16 @@ class Predictor:
         assert best is not None and best_prompts is not None
         return Prediction(best_prompts.points, best_prompts.labels, best.mask, float(best.score), used, map, sampler,
                           self.segmenter.name, best_agreement)
+
+
+class OwnMask:
+    """The "segmenter" of a model with its own mask head (SSL2AVS): no prompts, no SAM."""
+
+    name = "model"
+    encoder_calls = 0
+
+    def embed(self, images: list[np.ndarray], batch_size: int = 4) -> list[ImageEmbedding]:
+        return [ImageEmbedding(None, im.shape[:2], im.shape[:2]) for im in images]
 
 
 @dataclass

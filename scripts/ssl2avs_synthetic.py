@@ -33,10 +33,15 @@ def main() -> None:
     p.add_argument("--val", type=int, default=8)
     p.add_argument("--test", type=int, default=16)
     p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--object-scale", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="object radii as a fraction of the shorter side (default: the world's)")
+    p.add_argument("--remove-maxpool", action="store_true", help="the '+' variant: feature maps twice as large")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW; the paper's 2e-5 is for pretrained backbones")
     p.add_argument("--frames", default="annotated", choices=("annotated", "all"))
+    p.add_argument("--augment", action="store_true", help="random flip + crop of each training clip")
+    p.add_argument("--run", default="run", help="run folder name under --out (several runs can share one world)")
     p.add_argument("--preset", default="ssl2avs-tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
@@ -46,15 +51,16 @@ def main() -> None:
     start = time.perf_counter()
     world, data = args.out / "world", args.out / "synthetic_s4.h5"
     if not data.exists():
-        render_world(world, WorldConfig(n_train=args.train, n_val=args.val, n_test=args.test, n_classes=args.classes, seed=args.seed))
+        scale = {"object_scale": tuple(args.object_scale)} if args.object_scale else {}
+        render_world(world, WorldConfig(n_train=args.train, n_val=args.val, n_test=args.test, n_classes=args.classes, seed=args.seed, **scale))
         layout, clips = discover(world, "avsbench-s4")
         run_preprocess(clips, data, make_settings(layout), workers=2)
     prepared = time.perf_counter()
-    config = config_from_preset(args.preset)
+    config = config_from_preset(args.preset, remove_maxpool=args.remove_maxpool)
     logs = []
     checkpoint = train(
-        TrainConfig(data=data, out=args.out / "run", model=config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    workers=0, pretrained=False, seed=args.seed, frames=args.frames),
+        TrainConfig(data=data, out=args.out / args.run, model=config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    workers=0, pretrained=False, seed=args.seed, frames=args.frames, augment=args.augment),
         on_epoch=lambda log: (logs.append(log), print(f"epoch {log.epoch}: loss {log.loss:.4f} val {log.val}", flush=True)),
     )
     trained = time.perf_counter()
@@ -66,7 +72,9 @@ def main() -> None:
         "checkpoint": str(checkpoint),
         "best_epoch": load_checkpoint(checkpoint).extra.get("epoch"),
         "config": config.to_dict(),
-        "train": {"clips": args.train, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "frames": args.frames},
+        "world": {"object_scale": args.object_scale, "classes": args.classes, "val": args.val, "test": args.test},
+        "train": {"clips": args.train, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "frames": args.frames,
+                  "augment": args.augment},
         "test_own_audio": own,
         "test_shuffled_audio": shuffled,
         "miou_drop_share": None if not own["miou"] else round(1 - shuffled["miou"] / own["miou"], 4),

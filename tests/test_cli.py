@@ -33,7 +33,7 @@ def world_h5(synthetic_world, tmp_path_factory) -> Path:
     result = gsavl("preprocess", synthetic_world.root, "-o", out, "--workers", "1", "--json")
     summary = json.loads(result.stdout)
     n = len(synthetic_world.clips)
-    assert summary == {"output": str(out), "written": n, "skipped": 0, "failed": []}
+    assert summary == {"output": str(out), "written": n, "skipped": 0, "failed": [], "ignored": []}
     return out
 
 
@@ -62,6 +62,28 @@ def prior_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("GSAVL_CACHE", str(tmp_path))
     monkeypatch.setenv("GSAVL_OFFLINE", "1")
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18-f37072fd.pth")
+
+
+def test_preprocess_lists_the_files_it_ignores(tmp_path):
+    from gsavl_cli.data.synthetic import write_video
+
+    write_video(tmp_path / "in" / "clip.mp4", np.full((4, 16, 16, 3), 90, np.uint8), 4, np.zeros(16000, np.float32))
+    (tmp_path / "in" / "notes.txt").write_text("not a clip")
+    (tmp_path / "in" / ".hidden.mp4").write_bytes(b"")
+    shown = runner.invoke(app, ["preprocess", str(tmp_path / "in"), "-o", str(tmp_path / "a.h5"), "--workers", "1"])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())  # rich wraps long lines
+    assert "ignored 2 file(s)" in text and "not a video (.txt)" in text and "hidden file" in text
+    summary = json.loads(gsavl("preprocess", tmp_path / "in", "-o", tmp_path / "b.h5", "--workers", "1", "--json").stdout)
+    assert summary["written"] == 1
+    assert summary["ignored"] == [
+        {"source": str(tmp_path / "in" / ".hidden.mp4"), "reason": "hidden file"},
+        {"source": str(tmp_path / "in" / "notes.txt"), "reason": "not a video (.txt)"},
+    ]
+    (tmp_path / "in" / "clip.mp4").unlink()
+    empty = gsavl("preprocess", tmp_path / "in", "-o", tmp_path / "c.h5", code=2)
+    text = " ".join(empty.output.split())
+    assert "no clips found" in text and "ignored 2 file(s)" in text and "notes.txt: not a video (.txt)" in text
 
 
 def test_preprocess_is_resumable_and_inspect_lists_arrays(world_h5, synthetic_world, tmp_path):

@@ -203,3 +203,45 @@ def test_very_short_clip_and_odd_sample_rate(tmp_path):
     assert short["vggish"].shape == (1, 96, 64) and short["spectrogram"].shape == (257, 200)
     assert abs(len(short["waveform"]) - 0.3 * 16000) < 0.05 * 16000
     assert odd["vggish"].shape == (2, 96, 64) and abs(len(odd["waveform"]) - 2 * 16000) < 0.05 * 16000
+
+
+def _mixed_folder(root: Path) -> None:
+    """One video, in a subfolder; and things the walk must skip, each for its own reason."""
+    from gsavl_cli.data.synthetic import write_video
+
+    write_video(root / "sub" / "clip.mp4", np.full((4, 16, 16, 3), 90, np.uint8), 4, np.zeros(16000, np.float32))
+    (root / "voice.m4a").write_bytes(b"\0" * 16)
+    (root / "notes.txt").write_text("not a clip")
+    (root / ".partial.mp4").write_bytes(b"\0" * 16)  # what an interrupted atomic write leaves
+    (root / ".cache").mkdir()
+    (root / ".cache" / "inside.mp4").write_bytes(b"\0" * 16)
+    (root / "gone.mp4").symlink_to(root / "no-such-file.mp4")
+
+
+def test_folder_walk_reports_what_it_ignores(tmp_path):
+    _mixed_folder(tmp_path)
+    ignored = []
+    layout, clips = discover(tmp_path, ignored=ignored)
+    assert layout == "folder" and [c.clip_id for c in clips] == ["sub/clip"]
+    reasons = {item.source.relative_to(tmp_path).as_posix(): item.reason for item in ignored}
+    assert reasons == {
+        ".cache": "hidden folder",
+        ".partial.mp4": "hidden file",
+        "gone.mp4": "unreadable: broken link",
+        "notes.txt": "not a video (.txt)",
+        "voice.m4a": "audio only (.m4a): a clip needs a video stream",
+    }
+    assert discover(tmp_path)[1] == clips  # without the list, the same clips
+    result = run_preprocess(clips, tmp_path / "o.h5", make_settings(layout), ignored=ignored)
+    summary = result.to_json()
+    assert summary["written"] == 1 and not summary["failed"]
+    assert [i["source"] for i in summary["ignored"]] == [str(tmp_path / name) for name in sorted(reasons)]
+    assert summary["ignored"][3] == {"source": str(tmp_path / "notes.txt"), "reason": "not a video (.txt)"}
+
+
+def test_dataset_layouts_ignore_nothing(tmp_path):
+    make_ms3(tmp_path)
+    (tmp_path / "README.txt").write_text("not part of the layout")
+    ignored = []
+    discover(tmp_path, ignored=ignored)
+    assert ignored == []  # a dataset layout reads its metadata; it does not walk folders

@@ -201,3 +201,48 @@ def test_resume_continues_exactly(s4_h5, tmp_path):
     a, b = (load_checkpoint(tmp_path / run / "last.pt").model.state_dict() for run in ("a", "b"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_cli_trains_an_ssl2avs_preset(s4_h5, tmp_path):
+    from typer.testing import CliRunner
+
+    from gsavl_cli.cli import app
+
+    runner = CliRunner()
+    args = ["--device", "cpu", "train", "--dataset", str(s4_h5), "--model", "ssl2avs-tiny", "--no-pretrained", "--image-size", "64",
+            "--epochs", "1", "--max-steps", "1", "--workers", "0", "--frames", "annotated", "--out", str(tmp_path / "cli"), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "cli" / "config.json").read_text())
+    assert config["lr"] == 2e-5 and config["batch_size"] == 4 and config["epochs"] == 1  # the ssl2avs defaults
+    assert config["model"]["image_size"] == 64 and load_checkpoint(tmp_path / "cli" / "last.pt").family == "ssl2avs"
+    refused = runner.invoke(app, ["train", "--dataset", str(s4_h5), "--model", "ssl2avs-tiny", "--similarity", "dot", "--no-pretrained"])
+    assert refused.exit_code == 2 and "--similarity" in refused.output and "Traceback" not in refused.output
+
+
+def test_eval_and_localize_use_the_models_own_mask_through_the_predictor(s4_h5, synthetic_world, tmp_path):
+    from typer.testing import CliRunner
+
+    from gsavl_cli import Predictor
+    from gsavl_cli.cli import app
+    from gsavl_cli.io import media
+
+    best = train(_cfg(s4_h5, tmp_path / "run", epochs=1, max_steps=1))
+    runner = CliRunner()
+    result = runner.invoke(app, ["-q", "eval", "--dataset", str(s4_h5), "--checkpoint", str(best), "--segmenter", "model",
+                                 "--map", "av", "--frames", "all", "--out", str(tmp_path / "e"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    own = next(r for r in summary["results"] if r["sampler"] == "model")
+    assert own["segmenter"] == "ssl2avs" and own["n"] == 4 * 5 and 0 <= own["avsbench_miou"] <= 1
+    clip = next(c for c in synthetic_world.clips if c.split == "test")
+    result = runner.invoke(app, ["-q", "localize", str(clip.video), "--checkpoint", str(best), "--segmenter", "model",
+                                 "--map", "av", "-o", str(tmp_path / "m.png")])
+    assert result.exit_code == 0, result.output
+    written = media.read_image(tmp_path / "m.png", mode="GRAY") > 0
+    predictor = Predictor.from_checkpoint(best, segmenter="model")
+    predictor.set_clip(media.read_frames(clip.video, [0.0])[0], media.read_audio(clip.video), key=clip.video.stem)
+    np.testing.assert_array_equal(predictor.predict("av").mask, written)
+    refused = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(best), "--segmenter", "model", "--map", "av",
+                                  "--every", "1"])
+    assert refused.exit_code in (0, 2) and "Traceback" not in refused.output

@@ -139,6 +139,11 @@ def test_render_clip_streams(tiny_clip):
         dict(n_classes=1),
         dict(seconds=4.0),
         dict(n_test=-1),
+        dict(object_scale=(0.3, 0.2)),
+        dict(object_scale=(0.2, 0.6)),
+        dict(objects=(0, 2)),
+        dict(objects=(3, 2)),
+        dict(background="stripes"),
     ],
 )
 def test_bad_configs_are_usage_errors(tmp_path, options):
@@ -158,3 +163,52 @@ def test_failed_encode_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(MediaError, match="cannot write out.mp4"):
         synthetic.write_video(path, np.zeros((4, 16, 16, 3), np.uint8), 8)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_world_options_shape_the_scenes(tmp_path):
+    big = render_world(tmp_path / "big", WorldConfig(**{**TINY, "n_test": 4}, object_scale=(0.3, 0.34), objects=(1, 1), background="plain"))
+    small = render_world(tmp_path / "small", WorldConfig(**{**TINY, "n_test": 4}))
+    assert np.mean([c.masks[0].mean() for c in big]) > 2 * np.mean([c.masks[0].mean() for c in small])
+    backgrounds = [c.frames[0][~c.masks[0]].astype(float) for c in big]
+    for background in backgrounds:  # one object: everything else is the plain grey with grain
+        assert abs(background.mean() - 85) < 3 and background.std() < 10
+    textured = [c.frames[0][~c.masks[0]].astype(float) for c in small]
+    assert min(b.std() for b in textured) > max(b.std() for b in backgrounds)
+
+
+def test_ms3_world_reads_back_through_the_ms3_layout(tmp_path):
+    from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+    from gsavl_cli.io.layouts import discover
+    from gsavl_cli.io.store import open_store
+
+    clips = render_world(tmp_path, WorldConfig(**{**TINY, "n_train": 4}, seed=1), layout="avsbench-ms3")
+    layout, sources = discover(tmp_path)
+    assert layout == "avsbench-ms3" and [s.clip_id for s in sources] == [c.name for c in clips]
+    result = run_preprocess(sources, tmp_path / "ms3.h5", make_settings(layout))
+    assert result.written == len(clips) and not result.failed
+    colours = {spec.name: np.array(spec.colour, float) for spec in CLASS_SPECS}
+    with open_store(tmp_path / "ms3.h5") as store:
+        for clip in clips:
+            np.testing.assert_array_equal(store[clip.name]["masks"], clip.masks)  # all 5 frames, every split
+            first, second = clip.category.split("+")
+            assert first != second
+            frame, mask = clip.frames[0].astype(float), clip.masks[0]
+            near = {name: np.abs(frame - colour).mean(axis=-1) < 20 for name, colour in colours.items()}
+            assert (near[first] & mask).sum() > 10 and (near[second] & mask).sum() > 10  # both sounding objects
+            assert (mask <= near[first] | near[second]).mean() > 0.98  # and nothing else in the mask
+            silent = [n for n in CLASSES[:3] if n not in (first, second)]
+            assert not any((near[n] & mask).any() for n in silent)
+    assert {c.category.split("+")[0] for c in clips} == set(CLASSES[:3])  # classes stay balanced
+
+
+def test_ms3_sound_is_the_mix_of_both_classes(tmp_path):
+    clip = render_world(tmp_path, WorldConfig(**{**TINY, "n_train": 1, "n_test": 0, "n_classes": 8}), layout="avsbench-ms3")[0]
+    heard = _spectrum(media.read_audio(clip.audio))
+    rng = np.random.default_rng(0)
+    match = {c: float(heard @ _spectrum(class_sound(c, 2.0, rng))) for c in CLASSES}
+    assert sorted(match, key=match.get)[-2:] == sorted(clip.category.split("+"), key=match.get)
+
+
+def test_unknown_world_layout(tmp_path):
+    with pytest.raises(UsageError, match="unknown synthetic world layout"):
+        render_world(tmp_path, WorldConfig(**TINY), layout="avsbench-s5")

@@ -212,7 +212,10 @@ def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, setti
         if heat_out is not None:
             heat_out.create_dataset(f"{hdf5_name(sample.key)}/{map_name}", data=visuals["heatmaps"][map_name].astype(np.float16),
                                     compression="gzip")
-        for choice in settings.samplers:
+        own_mask = predictor.segmenter.name == "model"  # a segmentation model: one mask, no sampler
+        if own_mask and map_name != settings.maps[0]:
+            continue
+        for choice in [SamplerChoice("model")] if own_mask else settings.samplers:
             tick = time.perf_counter()
             found = predictor.predict(map_name, choice.name, settings.seed, clip=clip, negatives=settings.negatives,
                                       mask_choice=settings.mask_choice, cascade_rounds=settings.cascade_rounds,

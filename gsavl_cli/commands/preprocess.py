@@ -20,7 +20,7 @@ import torch
 from gsavl_cli.data import features
 
 from gsavl_cli.io import media
-from gsavl_cli.io.layouts import ClipSource
+from gsavl_cli.io.layouts import ClipSource, Ignored
 from gsavl_cli.errors import GsavlError, MediaError
 from gsavl_cli.io.store import ClipRecord, StoreWriter
 
@@ -123,11 +123,14 @@ class Failure:
 
 @dataclass
 class PreprocessResult:
+    """What a run did; `ignored` lists what the folder walk did not consider (not a video, hidden, unreadable)."""
+
     output: Path
     written: int = 0
     skipped: int = 0
     failed: list[Failure] = field(default_factory=list)
     interrupted: bool = False
+    ignored: list[Ignored] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +138,7 @@ class PreprocessResult:
             "written": self.written,
             "skipped": self.skipped,
             "failed": [{"source": f.source, "reason": f.reason} for f in self.failed],
+            "ignored": [item.to_json() for item in self.ignored],
         }
 
 
@@ -190,9 +194,13 @@ def run_preprocess(
     workers: int = 1,
     overwrite: bool = False,
     on_clip: Callable[[ClipSource, bool], None] | None = None,
+    ignored: list[Ignored] | None = None,
 ) -> PreprocessResult:
-    """Writes every clip not yet in `output`; Ctrl-C keeps what is written."""
-    result = PreprocessResult(output=output)
+    """Writes every clip not yet in `output`; Ctrl-C keeps what is written.
+
+    `ignored` (what `discover` skipped) is carried into the result for the summary.
+    """
+    result = PreprocessResult(output=output, ignored=list(ignored or []))
     with StoreWriter(output, settings, overwrite=overwrite) as writer:
         done = writer.done_ids
         todo = [s for s in sources if s.clip_id not in done]

@@ -63,6 +63,7 @@ class TrainConfig:
     identity_init: bool = False  # with pretrained=False: identity image trunk (see model.identity_init)
     backbone_checkpoint: Path | None = None  # ssl2avs: ImageNet ResNet-50 / PVT-v2-b5 weights file
     frames: str = "all"  # ssl2avs: every frame of a clip (AVSegFormer) or only the annotated ones (faster)
+    augment: bool = False  # ssl2avs: random flip + crop of each clip (not AVSegFormer's protocol; small data)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -307,7 +308,7 @@ def _segmentation_recipe(cfg: TrainConfig) -> Recipe:
     if cfg.identity_init or cfg.resnet_checkpoint:
         raise UsageError("--identity-init and --resnet-checkpoint belong to the localizer", hint="for ssl2avs pass --backbone-checkpoint")
     cfg.lr = seg.DEFAULT_LR if cfg.lr is None else cfg.lr
-    dataset = seg.segmentation_dataset(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.image_size, cfg.frames)
+    dataset = seg.segmentation_dataset(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.image_size, cfg.frames, cfg.augment)
     val_path = cfg.val or cfg.data
     val_ids = seg.segmentation_val_ids(val_path, cfg.val_split, required=cfg.val is not None or cfg.val_split is not None)
     model = _on_device(build_ssl2avs(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint,

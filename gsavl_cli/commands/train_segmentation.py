@@ -61,8 +61,8 @@ def segmentation_val_ids(path: Path, split: str | None, *, required: bool) -> li
     return ids
 
 
-def segmentation_dataset(path: Path, ids: list[str], image_size: int, frames: str) -> SegmentationClips:
-    return SegmentationClips(path, ids, image_size, frames)
+def segmentation_dataset(path: Path, ids: list[str], image_size: int, frames: str, augment: bool = False) -> SegmentationClips:
+    return SegmentationClips(path, ids, image_size, frames, augment=augment)
 
 
 def segmentation_step(model: nn.Module, batch: dict[str, torch.Tensor], device: str, autocast: torch.autocast) -> tuple[torch.Tensor, int]:

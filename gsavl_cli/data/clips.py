@@ -91,11 +91,14 @@ class SegmentationClips(Dataset):
     the first has a mask; or only the `"annotated"` ones), each with its own second of audio
     (the i-th VGGish example for frame i) and its mask resized to `image_size` (zeros where
     the frame has none, `labelled` says which). `audio_from` maps a clip to the clip whose
-    audio it gets (the shuffled-audio control).
+    audio it gets (the shuffled-audio control). `augment` (not AVSegFormer's protocol; for
+    small data sets and models trained from scratch) flips the whole clip horizontally with
+    probability 1/2 and crops it to a random square of 70-100 % of the side, resized back;
+    draws use torch's global RNG.
     """
 
     def __init__(self, path: Path, ids: list[str], image_size: int, frames: str = "all",
-                 audio_from: dict[str, str] | None = None) -> None:
+                 audio_from: dict[str, str] | None = None, augment: bool = False) -> None:
         if frames not in FRAME_CHOICES:
             raise UsageError(f"unknown frame choice {frames!r}", hint=f"choose from {', '.join(FRAME_CHOICES)}")
         self.store = open_store(path)
@@ -103,6 +106,7 @@ class SegmentationClips(Dataset):
         self.size = image_size
         self.frames = frames
         self.audio_from = audio_from or {}
+        self.augment = augment
         self.transform = test_transform(image_size, "bilinear")  # AVSegFormer: a plain bilinear resize, no augmentation
         require_arrays(self.store, ids, ("vggish", "frames"))
         require_masks(self.store, ids)
@@ -119,6 +123,17 @@ class SegmentationClips(Dataset):
                 out[row] = resized[annotated.index(frame)].float()
         return out
 
+    def _augmented(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.rand(()) < 0.5:
+            images, masks = images.flip(-1), masks.flip(-1)
+        side = int(self.size * (0.7 + 0.3 * float(torch.rand(()))))
+        top, left = (int(torch.randint(0, self.size - side + 1, ())) for _ in range(2))
+        crop = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
+        resize = dict(size=(self.size, self.size), mode="bilinear", align_corners=False)
+        images = torch.nn.functional.interpolate(images[crop], **resize)
+        masks = torch.nn.functional.interpolate(masks[:, None][crop], **resize)[:, 0].round()
+        return images, masks
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         clip = self.ids[index]
         item = self.store.read(clip, ("frames", "vggish", "masks", "mask_frames"))
@@ -127,10 +142,14 @@ class SegmentationClips(Dataset):
         annotated = [int(f) for f in item["mask_frames"]]
         chosen = list(range(len(item["frames"]))) if self.frames == "all" else annotated
         examples = item["vggish"]
+        images = torch.stack([self.transform(item["frames"][f]) for f in chosen])
+        masks = self._masks(item["masks"], annotated, chosen)
+        if self.augment:
+            images, masks = self._augmented(images, masks)
         return {
-            "images": torch.stack([self.transform(item["frames"][f]) for f in chosen]),
+            "images": images,
             "audio": torch.from_numpy(np.stack([examples[min(f, len(examples) - 1)] for f in chosen]).astype(np.float32)),
-            "masks": self._masks(item["masks"], annotated, chosen),
+            "masks": masks,
             "labelled": torch.tensor([f in annotated for f in chosen]),
             "index": torch.tensor(index),
         }

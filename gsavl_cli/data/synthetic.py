@@ -61,9 +61,19 @@ CLASSES: list[str] = [spec.name for spec in CLASS_SPECS]
 _SPECS = {spec.name: spec for spec in CLASS_SPECS}
 
 
+BACKGROUNDS = ("texture", "plain")
+"""texture: a smooth random texture per clip; plain: one flat grey (with fine grain) for every clip."""
+
+
 @dataclass
 class WorldConfig:
-    """Size and content of a synthetic world."""
+    """Size and content of a synthetic world.
+
+    `object_scale` is the range of object radii as a fraction of the frame's shorter
+    side (AVSBench's sounding objects cover about 20-40 % of the frame: 0.3-0.4 gives
+    that); `objects` the inclusive range of objects per clip, the sounding one
+    included (1 means no silent distractor).
+    """
 
     n_train: int = 24
     n_val: int = 0
@@ -74,6 +84,9 @@ class WorldConfig:
     seconds: float = 5.0
     fps: int = 8
     seed: int = 0
+    object_scale: tuple[float, float] = (0.13, 0.2)
+    objects: tuple[int, int] = (2, 3)
+    background: str = "texture"
 
 
 @dataclass(frozen=True)
@@ -156,8 +169,10 @@ def _spec(category: str) -> SoundClass:
     return _SPECS[category]
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A smooth random texture with fine grain, [H,W,3] float."""
+def _background(rng: np.random.Generator, height: int, width: int, mode: str = "texture") -> np.ndarray:
+    """A smooth random texture with fine grain (or, `plain`, flat grey with grain), [H,W,3] float."""
+    if mode == "plain":
+        return np.full((height, width, 3), 85.0) + rng.normal(0, 6, (height, width, 3))
     coarse = torch.from_numpy(rng.uniform(35, 135, (1, 3, height // 12 + 2, width // 12 + 2)))
     smooth = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
     grain = rng.normal(0, 6, (height, width, 3))
@@ -201,15 +216,20 @@ def render_scene(
     height: int,
     seconds: float,
     fps: int,
+    *,
+    scale: tuple[float, float] = (0.13, 0.2),
+    background: str = "texture",
+    sounding: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Frames [T,H,W,3] uint8 showing `categories` (the first one sounds) and its masks [T,H,W].
+    """Frames [T,H,W,3] uint8 showing `categories` (the first `sounding` ones sound) and their masks [T,H,W].
 
-    The sounding object is drawn last, so it is never hidden; its mask is exact.
+    Radii are drawn from `scale` x the shorter side. The sounding objects are drawn
+    last, so they are never hidden; the mask (their union) is exact.
     """
     times = np.arange(round(seconds * fps)) / fps
-    radii = rng.uniform(0.13, 0.2, len(categories)) * min(width, height)
+    radii = rng.uniform(*scale, len(categories)) * min(width, height)
     centres = _trajectories(rng, radii, times, height, width)
-    image = np.broadcast_to(_background(rng, height, width), (len(times), height, width, 3))
+    image = np.broadcast_to(_background(rng, height, width, background), (len(times), height, width, 3))
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     shade = rng.normal(0, 8, (height, width, 1))
     masks = []
@@ -219,16 +239,17 @@ def render_scene(
         dy = ys[None] - centres[:, k, 1, None, None]
         masks.append(_SHAPES[spec.shape](dx, dy, radii[k]))
         image = np.where(masks[-1][..., None], np.asarray(spec.colour) + shade, image)
-    return np.clip(image, 0, 255).round().astype(np.uint8), masks[-1]
+    return np.clip(image, 0, 255).round().astype(np.uint8), np.any(masks[len(masks) - sounding :], axis=0)
 
 
 def _scene_categories(
-    rng: np.random.Generator, sounding: str, classes: list[str], n_objects: int
+    rng: np.random.Generator, sounding: str | list[str], classes: list[str], n_objects: int
 ) -> list[str]:
-    """The sounding class first, then silent objects of other classes (never the same class)."""
-    others = [c for c in classes if c != sounding]
-    count = min(n_objects - 1, len(others))
-    return [sounding, *rng.choice(others, size=count, replace=False).tolist()]
+    """The sounding class(es) first, then silent objects of other classes (never a class twice)."""
+    first = [sounding] if isinstance(sounding, str) else list(sounding)
+    others = [c for c in classes if c not in first]
+    count = min(n_objects - len(first), len(others))
+    return [*first, *rng.choice(others, size=max(count, 0), replace=False).tolist()]
 
 
 # --------------------------------------------------------------------------- writers
@@ -336,20 +357,54 @@ def _check_config(config: WorldConfig) -> list[str]:
         raise UsageError(f"clips must last at least {KEYFRAMES} s for the S4 layout, got {config.seconds:g}")
     if min(config.n_train, config.n_val, config.n_test) < 0:
         raise UsageError("clip counts must not be negative")
+    low, high = config.object_scale
+    if not 0.02 <= low <= high <= 0.5:
+        raise UsageError(f"object_scale must satisfy 0.02 <= low <= high <= 0.5, got {config.object_scale}")
+    if not 1 <= config.objects[0] <= config.objects[1]:
+        raise UsageError(f"objects per clip must be a range of at least 1, got {config.objects}")
+    if config.background not in BACKGROUNDS:
+        raise UsageError(f"unknown background {config.background!r}", hint=f"choose from {', '.join(BACKGROUNDS)}")
     return CLASSES[: config.n_classes]
 
 
-def _write_clip(root: Path, split: str, index: int, classes: list[str], config: WorldConfig) -> SyntheticClip:
-    """Render clip `index` of a split and write its video, wav, key frames and masks.
+def _sounding_classes(index: int, classes: list[str], count: int) -> list[str]:
+    """Clip `index`'s sounding classes, balanced: class i mod n, then (MS3) a different partner.
 
-    Classes are balanced (clip i sounds class i mod n_classes) and the random state
-    depends only on (seed, split, index), so growing one split keeps the other clips.
+    The partner's offset cycles through 1..n-1, so every ordered pair of classes occurs.
     """
-    name, category = f"syn_{split}_{index:04d}", classes[index % len(classes)]
+    n = len(classes)
+    first = classes[index % n]
+    if count == 1:
+        return [first]
+    return [first, classes[(index + 1 + (index // n) % (n - 1)) % n]]
+
+
+def _render_clip_arrays(
+    split: str, index: int, classes: list[str], config: WorldConfig, n_sounding: int
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(sounding classes, frames, masks, waveform) of clip `index` of a split.
+
+    The random state depends only on (seed, split, index), so growing one split keeps
+    the other clips. Several sounding objects play their sounds mixed.
+    """
+    sounding = _sounding_classes(index, classes, n_sounding)
     rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
-    categories = _scene_categories(rng, category, classes, int(rng.integers(2, 4)))
-    frames, masks = render_scene(rng, categories, config.width, config.height, config.seconds, config.fps)
-    waveform = class_sound(category, config.seconds, rng)
+    count = max(int(rng.integers(config.objects[0], config.objects[1] + 1)), n_sounding)
+    categories = _scene_categories(rng, sounding if n_sounding > 1 else sounding[0], classes, count)
+    frames, masks = render_scene(
+        rng, categories, config.width, config.height, config.seconds, config.fps,
+        scale=config.object_scale, background=config.background, sounding=n_sounding,
+    )
+    sounds = [class_sound(category, config.seconds, rng) for category in sounding]
+    waveform = sounds[0] if n_sounding == 1 else np.clip(0.6 * np.sum(sounds, axis=0), -1, 1).astype(np.float32)
+    return sounding, frames, masks, waveform
+
+
+def _write_s4_clip(root: Path, split: str, index: int, classes: list[str], config: WorldConfig) -> SyntheticClip:
+    """Clip `index` of a split in the S4 layout: one sounding object, class i mod n_classes;
+    masks of the first frame for train clips, of all 5 for val/test (as AVSBench-S4)."""
+    name = f"syn_{split}_{index:04d}"
+    (category,), frames, masks, waveform = _render_clip_arrays(split, index, classes, config, 1)
     data = root / "s4_data"
     relative = Path(split) / category
     audio = data / "audio_wav" / relative / f"{name}.wav"
@@ -365,7 +420,24 @@ def _write_clip(root: Path, split: str, index: int, classes: list[str], config: 
     return SyntheticClip(name, split, category, video, audio, frames[key], masks[key])
 
 
-def _write_metadata(root: Path, clips: list[SyntheticClip]) -> None:
+def _write_ms3_clip(root: Path, split: str, index: int, classes: list[str], config: WorldConfig) -> SyntheticClip:
+    """Clip `index` of a split in the MS3 layout: two sounding objects of different classes,
+    their sounds mixed, the mask their union on all 5 key frames (every split, as AVSBench-MS3)."""
+    name = f"syn_{split}_{index:04d}"
+    sounding, frames, masks, waveform = _render_clip_arrays(split, index, classes, config, 2)
+    data = root / "ms3_data"
+    audio = data / "audio_wav" / split / f"{name}.wav"
+    video = data / "raw_videos" / f"{name}.mp4"
+    key = np.arange(KEYFRAMES) * config.fps
+    for i in range(KEYFRAMES):
+        write_png(data / "visual_frames" / name / f"{name}.mp4_{i + 1}.png", frames[key[i]])
+        write_png(data / "gt_masks" / split / name / f"{name}_{i + 1}.png", masks[key[i]])
+    write_atomic(audio, wav_bytes(waveform, SAMPLE_RATE))
+    write_video(video, frames, config.fps, waveform)
+    return SyntheticClip(name, split, "+".join(sounding), video, audio, frames[key], masks[key])
+
+
+def _write_s4_metadata(root: Path, clips: list[SyntheticClip]) -> None:
     """`s4_meta_data.csv` as AVSBench ships it: name, start, category, split."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -374,11 +446,33 @@ def _write_metadata(root: Path, clips: list[SyntheticClip]) -> None:
     write_atomic(root / "s4_meta_data.csv", text.getvalue().encode())
 
 
-def render_world(root: str | os.PathLike, config: WorldConfig) -> list[SyntheticClip]:
-    """Render a whole world into `root` in the AVSBench-S4 layout and return its clips."""
+def _write_ms3_metadata(root: Path, clips: list[SyntheticClip]) -> None:
+    """`ms3_meta_data.csv`: the video id first and a `split` column, as AVSBench's MS3 loader reads it."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["video_id", "split"])
+    writer.writerows([clip.name, clip.split] for clip in clips)
+    write_atomic(root / "ms3_meta_data.csv", text.getvalue().encode())
+
+
+_WRITERS: dict[str, tuple[Callable[..., SyntheticClip], Callable[[Path, list[SyntheticClip]], None]]] = {
+    "avsbench-s4": (_write_s4_clip, _write_s4_metadata),
+    "avsbench-ms3": (_write_ms3_clip, _write_ms3_metadata),
+}
+WORLD_LAYOUTS = tuple(_WRITERS)
+
+
+def render_world(root: str | os.PathLike, config: WorldConfig, layout: str = "avsbench-s4") -> list[SyntheticClip]:
+    """Render a whole world into `root` in an AVSBench layout and return its clips.
+
+    `avsbench-s4`: one sounding object per clip; `avsbench-ms3`: two, their sounds mixed.
+    """
+    if layout not in _WRITERS:
+        raise UsageError(f"unknown synthetic world layout {layout!r}", hint=f"choose from {', '.join(WORLD_LAYOUTS)}")
     classes = _check_config(config)
+    write_clip, write_metadata = _WRITERS[layout]
     root = Path(root)
     counts = {"train": config.n_train, "val": config.n_val, "test": config.n_test}
-    clips = [_write_clip(root, split, i, classes, config) for split in SPLITS for i in range(counts[split])]
-    _write_metadata(root, clips)
+    clips = [write_clip(root, split, i, classes, config) for split in SPLITS for i in range(counts[split])]
+    write_metadata(root, clips)
     return clips

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 from gsavl_cli.errors import UsageError
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
+AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".oga", ".opus", ".wma"}
 LayoutFn = Callable[..., "list[ClipSource]"]
 _LAYOUTS: dict[str, LayoutFn] = {}
 
@@ -89,11 +91,16 @@ def _data_root(source: Path, name: str) -> Path:
 
 
 @register_layout("folder")
-def folder_layout(source: Path, split: str = "all", **_: object) -> list[ClipSource]:
-    """Every video under SOURCE, recursively; the clip id is the path without suffix."""
+def folder_layout(source: Path, split: str = "all", ignored: list[Ignored] | None = None, **_: object) -> list[ClipSource]:
+    """Every video under SOURCE, recursively; the clip id is the path without suffix.
+
+    What the walk skips (hidden, not a video, unreadable) is appended to `ignored`.
+    """
     if source.is_file():
         return [ClipSource(clip_id=source.stem, video=source.resolve())]
-    videos = list_videos(source)
+    videos, skipped = scan_folder(source)
+    if ignored is not None:
+        ignored.extend(skipped)
     return [ClipSource(clip_id=str(p.relative_to(source).with_suffix("")), video=p.resolve()) for p in videos]
 
 
@@ -287,8 +294,12 @@ def discover(
     annotations: Path | None = None,
     subsets: tuple[str, ...] = SEMANTIC_SUBSETS,
     subset: str | Path | None = None,
+    ignored: list[Ignored] | None = None,
 ) -> tuple[str, list[ClipSource]]:
-    """Resolves the layout and lists the clips of the requested split."""
+    """Resolves the layout and lists the clips of the requested split.
+
+    With `ignored`, the folder layout appends the files its walk did not consider.
+    """
     if not source.exists():
         raise UsageError(f"no such file or folder: {source}", hint="pass a video, a folder of videos or a dataset root")
     if split not in SPLITS:
@@ -299,7 +310,9 @@ def discover(
         raise UsageError(f"unknown layout {layout!r}", hint=f"choose from {', '.join(list_layouts())}")
     if annotations is None and (source / "vggss.json").exists():
         annotations = source / "vggss.json"
-    clips = _LAYOUTS[layout](source.resolve() if source.is_dir() else source, split, annotations=annotations, subsets=subsets)
+    clips = _LAYOUTS[layout](
+        source.resolve() if source.is_dir() else source, split, annotations=annotations, subsets=subsets, ignored=ignored
+    )
     if subset is not None:
         keep = resolve_subset(subset)
         clips = [c for c in clips if vggsound_key(c.clip_id) in keep]
@@ -339,6 +352,63 @@ def resolve_dataset(name_or_path: str) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """A file or folder that the folder walk did not consider, and why (preprocess reports them)."""
+
+    source: Path
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"source": str(self.source), "reason": self.reason}
+
+
+def _not_a_clip(path: Path) -> str | None:
+    """Why a file met in the walk is not a clip; None for a readable video."""
+    if path.name.startswith("."):
+        return "hidden file"
+    if path.is_symlink() and not path.exists():
+        return "unreadable: broken link"
+    suffix = path.suffix.lower()
+    if suffix in AUDIO_SUFFIXES:
+        return f"audio only ({suffix}): a clip needs a video stream"
+    if suffix not in VIDEO_SUFFIXES:
+        return f"not a video ({suffix or 'no suffix'})"
+    if not path.is_file():
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "unreadable: permission denied"
+    return None
+
+
+def scan_folder(folder: Path) -> tuple[list[Path], list[Ignored]]:
+    """(videos, ignored) under `folder`, recursively, each sorted by path (the one folder walk).
+
+    Hidden files and folders (temporary files of interrupted writes among them) are
+    skipped, a hidden folder reported once and not entered; linked folders are
+    followed, each real folder once.
+    """
+    videos: list[Path] = []
+    ignored: list[Ignored] = []
+    seen: set[str] = set()
+
+    def unreadable(exc: OSError) -> None:
+        ignored.append(Ignored(Path(exc.filename or folder), f"unreadable folder: {exc.strerror or exc}"))
+
+    for here, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        seen.add(os.path.realpath(here))
+        base = Path(here)
+        ignored.extend(Ignored(base / d, "hidden folder") for d in dirs if d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and os.path.realpath(base / d) not in seen)
+        for name in files:
+            reason = _not_a_clip(base / name)
+            if reason is None:
+                videos.append(base / name)
+            else:
+                ignored.append(Ignored(base / name, reason))
+    return sorted(videos), sorted(ignored, key=lambda item: str(item.source))
+
+
 def list_videos(folder: Path) -> list[Path]:
-    """The video files under `folder`, recursively, sorted (the one folder walk)."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    """The readable, non-hidden video files under `folder`, recursively, sorted."""
+    return scan_folder(Path(folder))[0]

@@ -14,7 +14,11 @@ from gsavl_cli.model.encoders import VGGISH_EMBEDDING, VGGishAudio
 
 
 class TinyAudioTrunk(nn.Module):
-    """[N,1,96,64] log-mel -> [N,128]: three strided convs and global average pooling."""
+    """[N,1,96,64] log-mel -> [N,128]: three strided convs, global average pooling, a Linear.
+
+    Unlike VGGish's embedding the output is not ReLU'd: trained from scratch, a rectified
+    embedding can die unit by unit until every clip sounds the same.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -25,7 +29,7 @@ class TinyAudioTrunk(nn.Module):
         self.out = nn.Linear(64, VGGISH_EMBEDDING)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.out(self.convs(x).mean(dim=(2, 3))))
+        return self.out(self.convs(x).mean(dim=(2, 3)))
 
 
 class TinyAudio(VGGishAudio):
