@@ -323,6 +323,7 @@ NAMED_DATASETS = {
     "vggsound10k": "VGGSound-10K training clips (EZ-VSL's vggss_10k list)",
     "vggsound144k": "VGGSound-144K training clips",
     "avsbench-s4": "AVSBench-object S4 (train/val/test)",
+    "avsbench-ms3": "AVSBench-object MS3 (train/val/test, several sound sources)",
     "vggss": "VGG-Sound Source test clips with boxes",
 }
 
