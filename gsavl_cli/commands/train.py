@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from gsavl_cli.distributed import init_distributed
 from gsavl_cli.io.layouts import filter_subset
 from gsavl_cli.errors import GsavlError, UsageError
 from gsavl_cli.data.features import train_transform_for
-from gsavl_cli.io.media import write_atomic
+from gsavl_cli.io.files import write_atomic
 from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
 from gsavl_cli.model.checkpoint import family_of
 from gsavl_cli.model.ssl2avs import SSL2AVSConfig, build_ssl2avs

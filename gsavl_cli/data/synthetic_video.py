@@ -32,7 +32,8 @@ from gsavl_cli.data.synthetic import (
     wav_bytes,
 )
 from gsavl_cli.errors import UsageError
-from gsavl_cli.io.media import temp_sibling, video_writer
+from gsavl_cli.io.files import temp_sibling
+from gsavl_cli.io.media import video_writer
 
 _FADE_SECONDS = 0.01  # short ramps so that a sound starting or stopping does not click
 

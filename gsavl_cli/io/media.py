@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 import torchvision.io as tvio
 
 from gsavl_cli.errors import MediaError, UsageError
-from gsavl_cli.io.files import atomic_path, temp_sibling, write_atomic
+from gsavl_cli.io.files import atomic_path, write_atomic
 
 _GLOBAL_ARGS = ("-nostdin", "-hide_banner")
 _NOISE_LINES = (

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from gsavl_cli.errors import UsageError
 
 AUDIO_ENCODERS = ("vggish", "resnet18")
 SIMILARITIES = ("cosine", "dot")
+T = TypeVar("T")
 EZVSL_SECONDS = 3.0
 """EZ-VSL's audio window: 3 s centred on the frame (also VGGSound's for VGGish)."""
 
@@ -23,6 +24,14 @@ def check_choice(what: str, value: str, choices: Sequence[str]) -> None:
     """UsageError naming the valid choices when `value` is not one of them."""
     if value not in choices:
         raise UsageError(f"unknown {what} {value!r}", hint=f"choose one of: {', '.join(choices)}")
+
+
+def strict_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
+    """A configuration dataclass from a checkpoint's dict; unknown keys mean a newer gsavl wrote it."""
+    unknown = sorted(set(data) - {field.name for field in fields(cls)})  # type: ignore[arg-type]
+    if unknown:
+        raise UsageError(f"unknown {what} settings: {', '.join(unknown)}", hint="the checkpoint was written by a newer gsavl; upgrade gsavl")
+    return cls(**data)
 
 
 @dataclass
@@ -78,13 +87,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        unknown = sorted(set(data) - {field.name for field in fields(cls)})
-        if unknown:
-            raise UsageError(
-                f"unknown model settings: {', '.join(unknown)}",
-                hint="the checkpoint was written by a newer gsavl; upgrade gsavl",
-            )
-        return cls(**data)
+        return strict_from_dict(cls, data, "model")
 
 
 PRESETS: dict[str, Callable[[], Any]] = {}

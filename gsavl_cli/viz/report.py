@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from gsavl_cli.io.files import write_atomic
 from gsavl_cli.io.media import write_png

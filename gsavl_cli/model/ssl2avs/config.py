@@ -11,11 +11,11 @@ localization), lambda3 = 0.10 (each intermediate mask).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from gsavl_cli.errors import UsageError
-from gsavl_cli.model.config import check_choice, register_preset
+from gsavl_cli.model.config import check_choice, register_preset, strict_from_dict
 
 BACKBONES = ("resnet50", "pvt_v2_b5", "tiny")
 AUDIO_NETS = ("vggish", "tiny")
@@ -95,13 +95,7 @@ class SSL2AVSConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SSL2AVSConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise UsageError(
-                f"unknown SSL2AVS settings: {', '.join(unknown)}",
-                hint="the checkpoint was written by a newer gsavl; upgrade gsavl",
-            )
-        return cls(**data)
+        return strict_from_dict(cls, data, "SSL2AVS")
 
 
 @register_preset("ssl2avs-r50")
