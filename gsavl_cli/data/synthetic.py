@@ -22,13 +22,8 @@ import numpy as np
 import torch
 
 from gsavl_cli.errors import MediaError, UsageError
-from gsavl_cli.io.media import (
-    ffmpeg_encoders,
-    temp_sibling,
-    video_writer,
-    write_atomic,
-    write_png,
-)
+from gsavl_cli.io.files import temp_sibling, write_atomic
+from gsavl_cli.io.media import ffmpeg_encoders, video_writer, write_png
 
 SAMPLE_RATE = 16000
 KEYFRAMES = 5  # AVSBench S4: one frame per second of a 5 s clip
