@@ -564,7 +564,7 @@ def demo(
     from gsavl_cli.commands.demo import DemoConfig, run_demo
 
     summary = run_demo(folder, DemoConfig(n_train=train_clips, n_test=test_clips, epochs=epochs, seed=OPTIONS.seed % 1000),
-                       device=resolve_device(), sam_model=sam_model, sam_checkpoint=sam_checkpoint, progress=progress, say=info)
+                       device=resolve_device(), sam_model=sam_model.value, sam_checkpoint=sam_checkpoint, progress=progress, say=info)
     if not OPTIONS.quiet:
         table = Table("model", "pointing game %", "heatmap cIoU %", "mask mIoU %", title=f"demo ({summary['segmenter']} segmenter, av map, prob sampler)")
         for name in ("trained", "untrained", "centre_prior"):
@@ -572,10 +572,10 @@ def demo(
             table.add_row(name.replace("_", " "), _fmt(m["pointing_game"]), _fmt(m["ciou"]), _fmt(m["miou"]))
         table.add_row("random point", _fmt(summary["chance_pointing"]), "-", "-")
         err.print(table)
-        if summary["segmenter"] == "threshold":
-            err.print("[dim]The synthetic objects cover about 5 % of the frame and the median threshold keeps half of it, "
-                      "so cIoU and the threshold segmenter's mIoU stay near that fraction: the pointing game shows what "
-                      "training changed. With SAM weights in the cache (or --sam-checkpoint) the masks come from SAM.[/]")
+        if summary["segmenter"] == "region":
+            err.print("[dim]No SAM weights found: masks are the heatmap region around the prompts (--segmenter region). "
+                      "With SAM weights in the cache (or --sam-checkpoint) the masks come from SAM.[/]")
+        err.print(f"[dim]demo wall time: {summary['seconds']:.0f} s[/]")
         for name, path in summary["outputs"].items():
             err.print(f"{name:>10}: {path}")
     if json_output:

@@ -336,3 +336,30 @@ def test_mask_archive_is_atomic_and_checked(tmp_path):
     paths = write_mask_pngs(tmp_path / "pngs", np.eye(4, dtype=bool)[None].repeat(2, 0), first_index=5)
     assert [p.name for p in paths] == ["mask_000005.png", "mask_000006.png"]
     np.testing.assert_array_equal(media.read_mask(paths[1]), np.eye(4, dtype=bool))
+
+
+def test_eval_with_shuffled_audio_scores_clearly_lower(colour_checkpoint, tmp_path):
+    """`eval --audio shuffled`: a localizer that listens (its audio head trained above) loses its aim."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from gsavl_cli.cli import app
+    from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+    from gsavl_cli.data.synthetic import WorldConfig, render_world
+    from gsavl_cli.io.layouts import discover
+
+    render_world(tmp_path / "world", WorldConfig(n_train=0, n_val=0, n_test=12, n_classes=4, seed=7))
+    layout, clips = discover(tmp_path / "world", "avsbench-s4", "test")
+    run_preprocess(clips, tmp_path / "w.h5", make_settings(layout), workers=1)
+    scores = {}
+    for audio in ("normal", "shuffled", "silent"):
+        result = CliRunner().invoke(app, ["-q", "eval", "--dataset", str(tmp_path / "w.h5"), "--checkpoint", str(colour_checkpoint),
+                                          "--segmenter", "region", "--map", "av", "--sampler", "naive", "--no-align-corners",
+                                          "--audio", audio, "--out", str(tmp_path / audio), "--json"])
+        assert result.exit_code == 0, result.output
+        heat = next(r for r in _json.loads(result.stdout)["results"] if r["sampler"] is None)
+        scores[audio] = heat["pointing_game"]
+    print("pointing game by audio:", scores)
+    assert scores["normal"] >= 0.6, scores
+    assert scores["shuffled"] <= scores["normal"] - 0.3, scores
