@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from gsavl_cli.data import features
+
 from gsavl_cli.io.layouts import detect_layout, discover, read_vggss_annotations, vggsound_key
 from gsavl_cli.errors import UsageError
 from gsavl_cli.io.media import write_png
@@ -77,6 +79,19 @@ def test_ms3(tmp_path):
     assert item["frames"].shape == (5, H, W, 3) and item["frames"][2].mean() == 30
     assert item["masks"].shape == (5, H, W) and item["masks"][0].sum() == 4 * 8
     assert item["vggish"].shape == (5, 96, 64) and item["spectrogram"].shape == (257, 200)
+
+
+def test_a_vggish_window_is_stored_as_it_is_not_padded_to_the_layout(tmp_path):
+    """With --vggish-seconds the model hears that window: one 0.96 s example is stored once,
+    not repeated to MS3's five (which made training run VGGish five times on the same input)."""
+    make_ms3(tmp_path)
+    layout, clips = discover(tmp_path, split="test")
+    run_preprocess(clips, tmp_path / "w.h5", make_settings(layout, vggish_seconds=0.96))
+    with open_store(tmp_path / "w.h5") as store:
+        item = store.read("clipB", ("waveform", "vggish"))
+    window = features.centre_window(item["waveform"], 16000, 0.96)
+    np.testing.assert_allclose(item["vggish"], features.vggish_examples(window).numpy(), atol=1e-5)
+    assert item["vggish"].shape == (1, 96, 64)
 
 
 def test_semantic_subsets_and_masks(tmp_path):

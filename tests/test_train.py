@@ -112,3 +112,18 @@ def test_ddp_two_gloo_processes_end_identical(small_h5, tmp_path):
         torch.testing.assert_close(r0[k], r1[k], rtol=0, atol=0, msg=k)
     saved = _weights(tmp_path / "last.pt")
     assert all(torch.equal(saved[k], v) for k, v in r0.items())  # rank 0 saved the weights both ranks hold
+
+
+@pytest.mark.parametrize("preset", ["gsavl", "ezvsl"])
+def test_checkpoint_audio_window_gives_the_predictor_the_training_features(small_h5, tmp_path, preset):
+    """The window recorded at training makes the Predictor compute, from the waveform, exactly
+    the features training read from the store (EZ-VSL: the 3 s spectrogram, not the VGGish window)."""
+    from gsavl_cli.io.store import open_store
+    from gsavl_cli.predictor import audio_input
+
+    cfg = _cfg(small_h5, tmp_path / preset, model=config_from_preset(preset, image_size=64), epochs=1, max_steps=1)
+    config = load_checkpoint(train(cfg)).config
+    name = "vggish" if preset == "gsavl" else "spectrogram"
+    with open_store(small_h5) as store:
+        item = store.read(store.ids[0], ("waveform", name))
+    torch.testing.assert_close(audio_input(item["waveform"], None, config), torch.from_numpy(item[name]), rtol=0, atol=1e-4)

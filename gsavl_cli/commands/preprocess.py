@@ -55,7 +55,8 @@ def _read_mask(path: Path) -> np.ndarray:
 
 
 def _pad_examples(examples: np.ndarray, count: int) -> np.ndarray:
-    """Repeats the last log-mel example so that a 4.9 s clip still gives 5 examples."""
+    """Repeats the last log-mel example so that a 4.9 s clip still gives 5 examples (whole-clip features only:
+    with a `vggish_seconds` window the model hears that window, and padding would only repeat it)."""
     if len(examples) >= count:
         return examples
     return np.concatenate([examples, np.repeat(examples[-1:], count - len(examples), axis=0)])
@@ -86,16 +87,16 @@ def extract_clip(src: ClipSource, settings: dict[str, Any]) -> ClipRecord:
     sr = int(settings["sample_rate"])
     frames, times = _frames(src, settings)
     waveform = _waveform(src, sr)
-    vggish_audio = waveform
-    if settings.get("vggish_seconds"):
-        vggish_audio = features.centre_window(waveform, sr, float(settings["vggish_seconds"]))
-    examples = features.vggish_examples(vggish_audio, sr).numpy()
+    if settings.get("vggish_seconds"):  # a fixed window: its own example count, no padding to the layout's
+        examples = features.vggish_examples(features.centre_window(waveform, sr, float(settings["vggish_seconds"])), sr).numpy()
+    else:
+        examples = _pad_examples(features.vggish_examples(waveform, sr).numpy(), src.vggish_examples)
     record = ClipRecord(
         clip_id=src.clip_id,
         frames=frames,
         frame_times=times,
         waveform=waveform.astype(np.float32),
-        vggish=_pad_examples(examples, src.vggish_examples).astype(np.float32),
+        vggish=examples.astype(np.float32),
         spectrogram=features.ezvsl_spectrogram(waveform, sr, float(settings["spectrogram_seconds"])).numpy(),
         meta={
             "source": str(src.source),

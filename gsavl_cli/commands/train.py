@@ -34,6 +34,7 @@ from gsavl_cli.data.features import train_transform_for
 from gsavl_cli.io.files import write_atomic
 from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
 from gsavl_cli.model.checkpoint import family_of
+from gsavl_cli.model.config import EZVSL_SECONDS
 from gsavl_cli.model.ssl2avs import SSL2AVSConfig, build_ssl2avs
 from gsavl_cli.io.store import open_store
 
@@ -109,11 +110,16 @@ def _test_interpolation(path: Path) -> str:
         return test_interpolation_for(str(store.settings.get("layout", "folder")))
 
 
-def trained_audio_window(path: Path) -> float | None:
-    """The audio window (s) the store's VGGish features hold: the preprocess window, else the
-    median clip length (AVSBench: 5 s). Recorded in the checkpoint so every command gives
-    the model the same input."""
+def trained_audio_window(path: Path, audio_encoder: str = "vggish") -> float | None:
+    """The audio window (s) of the stored features the model trains on, recorded in the
+    checkpoint so every command gives the model the same input.
+
+    VGGish: the preprocess window, else the median clip length (AVSBench: 5 s). EZ-VSL's
+    spectrogram: the window the store's spectrograms were cut with (3 s).
+    """
     with open_store(path) as store:
+        if audio_encoder == "resnet18":
+            return float(store.settings.get("spectrogram_seconds", EZVSL_SECONDS))
         window = store.settings.get("vggish_seconds")
         if window:
             return float(window)
@@ -282,7 +288,7 @@ def _trainable(model: nn.Module) -> list[nn.Parameter]:
 
 def _localizer_recipe(cfg: TrainConfig) -> Recipe:
     """Self-supervised: (frame, audio) pairs, Adam, MIL contrastive loss; heatmap cIoU on --val."""
-    cfg.model = replace(cfg.model, audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data),
+    cfg.model = replace(cfg.model, audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data, cfg.model.audio_encoder),
                         test_interpolation=_test_interpolation(cfg.data))
     cfg.lr = LOCALIZER_LR if cfg.lr is None else cfg.lr
     with open_store(cfg.data) as store:
