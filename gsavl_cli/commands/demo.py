@@ -3,7 +3,7 @@
 It goes through the real subcommands' library functions: render -> preprocess ->
 train -> eval (trained, untrained, centre prior) -> localize. No pretrained weights
 can be assumed offline, so the encoders start from random weights; SAM is used when
-its weights are found, else the labelled threshold segmenter.
+its weights are found, else the prompt-following region segmenter.
 """
 
 from __future__ import annotations
