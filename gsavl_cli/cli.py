@@ -244,7 +244,7 @@ def train(
     from gsavl_cli.console import resolve_device
     from gsavl_cli.io.layouts import resolve_dataset
     from gsavl_cli.model import config_from_preset
-    from gsavl_cli.commands.train import TrainConfig, train as run_training
+    from gsavl_cli.commands.train import TIE_WARNING, TrainConfig, train as run_training
     from gsavl_cli.model.ssl2avs import SSL2AVSConfig
 
     data = resolve_dataset(dataset)
@@ -295,6 +295,8 @@ def train(
             else:
                 val_text = f" · val cIoU {log.val['ciou']:.4f} AUC {log.val['auc']:.4f}{' (best)' if log.best else ''}"
             info(f"epoch {log.epoch}: loss {log.loss:.4f} · {log.samples_per_s:.1f} samples/s{val_text}")
+            if log.tied:
+                err.print(TIE_WARNING)
 
         checkpoint = run_training(cfg, on_epoch=on_epoch, on_step_factory=step_factory)
     info(f"checkpoint: [bold]{checkpoint}[/]")

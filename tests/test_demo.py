@@ -4,7 +4,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -37,6 +36,9 @@ def test_demo_writes_everything_and_reports_every_baseline(demo):
     for name in ("trained", "untrained", "centre_prior"):
         assert {"pointing_game", "ciou", "miou"} <= set(summary[name])
         assert all(0 <= summary[name][k] <= 1 for k in ("pointing_game", "ciou", "miou"))
+    logged = [json.loads(line)["loss"] for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["training"]["losses"] == [round(loss, 4) for loss in logged]
+    assert set(summary["training"]["tied_epochs"]) <= set(range(1, len(logged) + 1))
     # Learning on this world is not yet decisive (issue 14): the margins are measured and
     # reported by the demo, not asserted here; tests/test_video.py shows a localizer that listens.
 

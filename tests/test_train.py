@@ -127,3 +127,35 @@ def test_checkpoint_audio_window_gives_the_predictor_the_training_features(small
     with open_store(small_h5) as store:
         item = store.read(store.ids[0], ("waveform", name))
     torch.testing.assert_close(audio_input(item["waveform"], None, config), torch.from_numpy(item[name]), rtol=0, atol=1e-4)
+
+
+def test_a_tied_contrastive_loss_is_flagged_and_the_cli_warns(tmp_path):
+    """Identical clips: every audio scores every frame alike, the loss is exactly 2 ln B and
+    stays there. The epoch log says so and `gsavl train` warns (the demo's failure mode)."""
+    import math
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from gsavl_cli.cli import app
+    from gsavl_cli.io.store import ClipRecord, StoreWriter
+
+    frame = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+    data = tmp_path / "same.h5"
+    with StoreWriter(data, make_settings("avsbench-s4")) as writer:  # no augmentation: the frames stay identical
+        for i in range(4):
+            writer.write(ClipRecord(f"c{i}", frame, [0.0], np.zeros(16000, np.float32), vggish=np.zeros((1, 96, 64), np.float32),
+                                    spectrogram=np.zeros((257, 200), np.float32), meta={"split": "train"}))
+    train(_cfg(data, tmp_path / "run", epochs=2))
+    logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(log["tied"] and abs(log["loss"] - 2 * math.log(4)) < 1e-3 for log in logs)
+    result = CliRunner().invoke(app, ["train", "--dataset", str(data), "--out", str(tmp_path / "cli"), "--model", "ezvsl", "--image-size", "64",
+                                      "--epochs", "1", "--batch-size", "4", "--workers", "0", "--no-pretrained"])
+    assert result.exit_code == 0, result.output
+    assert "stopped learning" in result.output
+
+
+def test_a_learning_run_is_not_flagged_as_tied(small_h5, tmp_path):
+    train(_cfg(small_h5, tmp_path / "run", epochs=2, max_steps=None, lr=1e-3))
+    logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert not any(log["tied"] for log in logs), [log["loss"] for log in logs]

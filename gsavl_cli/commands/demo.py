@@ -28,7 +28,7 @@ from gsavl_cli.segment import make_segmenter
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.io.store import open_store
 from gsavl_cli.data.synthetic import WorldConfig, render_world
-from gsavl_cli.commands.train import TrainConfig, train
+from gsavl_cli.commands.train import TIE_WARNING, EpochLog, TrainConfig, train
 
 
 @dataclass
@@ -109,9 +109,17 @@ def run_demo(
     cfg = TrainConfig(data=data, out=run, model=model_config, val=data, val_split="test", split="train",
                       epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, workers=0,
                       device=device, pretrained=False, identity_init=True)
+    logs: list[EpochLog] = []
+
+    def on_epoch(log: EpochLog) -> None:
+        logs.append(log)
+        bar.update(task, advance=1, rate=f"loss {log.loss:.3f}")
+
     with progress() as bar:
         task = bar.add_task("train", total=config.epochs, rate="")
-        train(cfg, on_epoch=lambda log: bar.update(task, advance=1, rate=f"loss {log.loss:.3f}"))
+        train(cfg, on_epoch=on_epoch)
+    if logs and logs[-1].tied:
+        say(TIE_WARNING)
     # The last epoch, not best.pt: the median-threshold cIoU that picks best.pt favours
     # blurry maps when objects are as small as the synthetic ones (see docs/results.md).
     checkpoint = run / "last.pt"
@@ -139,6 +147,7 @@ def run_demo(
         "untrained": _headline(untrained_eval, "prob"),
         "centre_prior": {"pointing_game": centre["pointing_game"], "ciou": centre["ciou"], "miou": centre["miou"], "fscore": centre["fscore"]},
         "chance_pointing": chance_pointing(data, test_ids),
+        "training": {"losses": [round(log.loss, 4) for log in logs], "tied_epochs": [log.epoch for log in logs if log.tied]},
         "seconds": round(time.perf_counter() - started, 1),
         "outputs": {k: str(v) for k, v in outputs.items()},
     }

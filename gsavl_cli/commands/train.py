@@ -80,6 +80,7 @@ class EpochLog:
     seconds: float
     val: dict[str, Any] | None = None
     best: bool = False
+    tied: bool = False  # the contrastive loss sat at its all-logits-equal value (see `tie_loss`)
 
 
 Step = Callable[[nn.Module, dict[str, torch.Tensor], str, torch.autocast], tuple[torch.Tensor, int]]
@@ -100,6 +101,22 @@ class Recipe:
     validate: Callable[[nn.Module], dict[str, Any]] | None  # None: no validation data
     score: str  # the validation metric (higher is better) that picks best.pt
     ddp_options: dict[str, Any] = field(default_factory=dict)
+    contrastive: bool = False  # the loss is the symmetric contrastive one, whose ties `tie_loss` names
+
+
+def tie_loss(batch_size: int) -> float:
+    """The symmetric contrastive loss when every audio scores every frame alike: 2 ln B.
+
+    A run whose epoch loss sits there has stopped learning (every logit equal, no
+    gradient), e.g. when each frame's best-matching cell is a background shared by all frames.
+    """
+    return 2.0 * math.log(batch_size)
+
+
+TIE_TOLERANCE = 1e-3
+TIE_WARNING = ("[yellow]warning:[/] the loss sits at 2 ln(batch size): every audio scores every frame alike, "
+               "so the model has stopped learning (a tie, typically each frame's best cell is a background "
+               "all frames share). Start from pretrained weights, or change the data or --lr.")
 
 
 def _test_interpolation(path: Path) -> str:
@@ -256,6 +273,7 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
         on_step = on_step_factory(epoch, len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps)) if on_step_factory and rank == 0 else None
         loss, count, seconds, wait_share = _train_epoch(wrapped, loader, optimizer, cfg, on_step, recipe.step)
         log = EpochLog(epoch, loss, count * world / max(seconds, 1e-9), wait_share, seconds)
+        log.tied = recipe.contrastive and abs(loss - tie_loss(loader.batch_size or 1)) < TIE_TOLERANCE
         if rank == 0:
             if recipe.validate is not None:
                 log.val = recipe.validate(model)
@@ -303,7 +321,7 @@ def _localizer_recipe(cfg: TrainConfig) -> Recipe:
                                        resnet_checkpoint=cfg.resnet_checkpoint, identity_image_init=cfg.identity_init), cfg.device)
     optimizer = torch.optim.Adam(_trainable(model), lr=cfg.lr)
     validate = (lambda m: heatmap_metrics(m, cfg.val, val_ids, cfg.device)) if val_ids else None
-    return Recipe(dataset, collate, model, optimizer, _localizer_step, validate, "ciou")
+    return Recipe(dataset, collate, model, optimizer, _localizer_step, validate, "ciou", contrastive=True)
 
 
 def _segmentation_recipe(cfg: TrainConfig) -> Recipe:
