@@ -200,7 +200,7 @@ def _default_subset(dataset: str) -> str | None:
 
 
 TRAIN_PRESETS = {"avsbench-s4": (32, 10)}  # localizer: dataset -> (batch size, epochs); others: (128, 20)
-LOCALIZER_ONLY = ("audio_encoder", "similarity", "beta")
+LOCALIZER_ONLY = ("audio_encoder", "similarity", "beta", "freeze_image", "standardize_audio")
 
 
 @app.command(
@@ -220,6 +220,8 @@ def train(
     tau: Annotated[Optional[float], typer.Option(help="Contrastive temperature (paper: 0.03).")] = None,
     beta: Annotated[Optional[float], typer.Option(help="Weight of the global-alignment loss (0 = off).")] = None,
     freeze_audio: Annotated[Optional[bool], typer.Option("--freeze-audio/--no-freeze-audio", help="Keep the pretrained VGGish weights fixed (default: the preset's; off for gsavl, on for ssl2avs).")] = None,
+    freeze_image: Annotated[Optional[bool], typer.Option("--freeze-image/--no-freeze-image", help="Keep the image trunk fixed; only its 1x1 projection trains (not in the paper; with --identity-init, the demo's recipe).")] = None,
+    standardize_audio: Annotated[Optional[bool], typer.Option("--standardize-audio/--no-standardize-audio", help="BatchNorm between the audio trunk and its projection (not in the paper; makes a random VGGish usable).")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Square frame size the model sees (default: the preset's, 224; ssl2avs also 512).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (paper: 20 VGGSound, 10 AVSBench; ssl2avs: 30 S4, 60 MS3).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size over all processes (paper: 128 VGGSound, 32 AVSBench; ssl2avs: 4 clips).")] = None,
@@ -237,6 +239,7 @@ def train(
     frames: Annotated[str, typer.Option(help="ssl2avs: feed every frame of a clip (all, as AVSegFormer) or only the annotated ones (annotated: S4 trains 5x faster).")] = "all",
     augment: Annotated[bool, typer.Option(help="ssl2avs: random horizontal flip and crop of each training clip (not the paper's protocol; for small data).")] = False,
     max_steps: Annotated[Optional[int], typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Write OUT/last.pt every N epochs and after the last (best.pt: whenever validation improves).")] = 1,
     subset: SubsetOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the checkpoint path and every epoch's log as JSON on stdout.")] = False,
 ) -> None:
@@ -250,7 +253,8 @@ def train(
     data = resolve_dataset(dataset)
     subset = subset or _default_subset(dataset)
     overrides = {k: v for k, v in {"audio_encoder": audio_encoder, "similarity": similarity, "tau": tau, "beta": beta,
-                                   "freeze_audio": freeze_audio, "image_size": image_size}.items() if v is not None}
+                                   "freeze_audio": freeze_audio, "image_size": image_size, "freeze_image": freeze_image,
+                                   "standardize_audio": standardize_audio}.items() if v is not None}
     segmentation = isinstance(config_from_preset(model), SSL2AVSConfig)
     if segmentation:
         misplaced = [f"--{k.replace('_', '-')}" for k in LOCALIZER_ONLY if k in overrides]
@@ -268,7 +272,7 @@ def train(
         patience=patience, resume=resume, device=resolve_device(), pretrained=pretrained,
         vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps, subset=subset,
         identity_init=identity_init, backbone_checkpoint=backbone_checkpoint, frames=frames,
-        augment=augment,
+        augment=augment, checkpoint_every=checkpoint_every,
     )
     if not pretrained:
         info("[yellow]note:[/] --no-pretrained: encoders start from random weights")
@@ -554,9 +558,9 @@ def list_samplers_command(
 @handle_errors
 def demo(
     folder: Annotated[Path, typer.Argument(help="Folder for the synthetic data, the run and the outputs.")] = Path("gsavl-demo"),
-    train_clips: Annotated[int, typer.Option(help="Synthetic training clips.")] = 48,
-    test_clips: Annotated[int, typer.Option(help="Synthetic test clips.")] = 12,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
+    train_clips: Annotated[Optional[int], typer.Option(help="Synthetic training clips (default 128).")] = None,
+    test_clips: Annotated[Optional[int], typer.Option(help="Synthetic test clips (default 64).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default 30).")] = None,
     sam_model: SamModelOpt = "vit_h",
     sam_checkpoint: SamCkptOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the metrics and output paths as JSON on stdout.")] = False,
@@ -565,7 +569,8 @@ def demo(
     from gsavl_cli.console import resolve_device
     from gsavl_cli.commands.demo import DemoConfig, run_demo
 
-    summary = run_demo(folder, DemoConfig(n_train=train_clips, n_test=test_clips, epochs=epochs, seed=OPTIONS.seed % 1000),
+    given = {k: v for k, v in {"n_train": train_clips, "n_test": test_clips, "epochs": epochs}.items() if v is not None}
+    summary = run_demo(folder, DemoConfig(**given, seed=OPTIONS.seed % 1000),
                        device=resolve_device(), sam_model=sam_model.value, sam_checkpoint=sam_checkpoint, progress=progress, say=info)
     if not OPTIONS.quiet:
         table = Table("model", "pointing game %", "heatmap cIoU %", "mask mIoU %", title=f"demo ({summary['segmenter']} segmenter, av map, prob sampler)")

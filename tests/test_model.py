@@ -354,3 +354,52 @@ def test_bad_checkpoints_are_usage_errors(tmp_path: Path) -> None:
     torch.save({"format": "gsavl", "version": 1, "model": partial}, future)
     with pytest.raises(UsageError, match="damaged"):
         M.load_checkpoint(future)
+
+
+def test_identity_init_keeps_dark_colours_and_both_signs() -> None:
+    from gsavl_cli.model.encoders import ResNetTrunk, identity_init
+
+    trunk = ResNetTrunk()
+    identity_init(trunk)
+    trunk.eval()
+    image = torch.zeros(1, 3, 64, 64)
+    image[:, :, :20] = torch.tensor([-0.7, -0.5, -0.3])[:, None, None]  # a dark grey (ImageNet-normalised)
+    image[:, :, 20:] = torch.tensor([1.6, -1.3, 0.4])[:, None, None]  # a red (cell rows sample pixel rows 0 and 32)
+    with torch.no_grad():
+        cells = trunk(image)[0, :6, :, 0]  # [6 channels, 2 rows]
+    scale = cells.abs().max()
+    expected = torch.tensor([[0, 0, 0, 0.7, 0.5, 0.3], [1.6, 0, 0.4, 0, 1.3, 0]]).T
+    torch.testing.assert_close(cells / scale * expected.abs().max(), expected, atol=1e-5, rtol=1e-5)
+    assert not trunk(image)[0, 6:].any()  # the other channels stay empty
+
+
+def test_freeze_image_trains_only_the_projection() -> None:
+    localizer = M.build_localizer(M.config_from_preset("gsavl", dim=8, freeze_image=True), pretrained=False).train()
+    assert not localizer.image_trunk.training and localizer.audio.trunk.training
+    img, aud = localizer(torch.randn(2, 3, 64, 64), torch.randn(2, 1, 96, 64))
+    localizer.loss(img, aud)[0].backward()
+    assert all(p.grad is None and not p.requires_grad for p in localizer.image_trunk.parameters())
+    assert localizer.image_proj.weight.grad is not None and localizer.audio.proj.weight.grad is not None
+
+
+@pytest.mark.parametrize("preset", ["gsavl", "ezvsl"])
+def test_standardize_audio_is_a_batchnorm_before_the_projection(preset) -> None:
+    plain = M.build_localizer(M.config_from_preset(preset, dim=8), pretrained=False)
+    assert not any("standardize" in k for k in plain.state_dict())  # old checkpoints keep their keys
+    model = M.build_localizer(M.config_from_preset(preset, dim=8, standardize_audio=True), pretrained=False).eval()
+    channels = model.audio.proj.in_features
+    assert isinstance(model.audio.standardize, torch.nn.BatchNorm1d) and model.audio.standardize.num_features == channels
+    with torch.no_grad():
+        model.audio.standardize.running_mean.fill_(0.5)
+        model.audio.standardize.running_var.fill_(4.0)
+        audio = torch.randn(3, 2, 96, 64) if preset == "gsavl" else torch.randn(3, 257, 40)
+        lengths = torch.tensor([2, 1, 2]) if preset == "gsavl" else None
+        trunk = model.audio.trunk_features(audio, lengths)
+        by_hand = model.audio.proj((trunk - 0.5) / torch.sqrt(torch.tensor(4.0 + 1e-5)))
+        if model.config.normalize_features:  # ezvsl: the un-normalised dot product
+            by_hand = torch.nn.functional.normalize(by_hand, dim=-1)
+        if preset == "gsavl":  # mean over each clip's valid examples
+            expected = torch.stack([by_hand[0].mean(0), by_hand[1, 0], by_hand[2].mean(0)])
+        else:
+            expected = by_hand[:, 0]
+        torch.testing.assert_close(model.audio(audio, lengths), expected, rtol=1e-5, atol=1e-6)

@@ -159,3 +159,73 @@ def test_a_learning_run_is_not_flagged_as_tied(small_h5, tmp_path):
     train(_cfg(small_h5, tmp_path / "run", epochs=2, max_steps=None, lr=1e-3))
     logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert not any(log["tied"] for log in logs), [log["loss"] for log in logs]
+
+
+def _frozen_cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    """The demo's recipe in small: fixed stand-in trunks, trained projections."""
+    model = config_from_preset("gsavl", image_size=65, dim=16, beta=2.0, freeze_image=True, freeze_audio=True,
+                               standardize_audio=True)
+    return _cfg(data, out, model=model, identity_init=True, max_steps=None, epochs=3, lr=1e-3, **kw)
+
+
+def test_frozen_trunks_run_once_per_clip_and_train_exactly_as_without_the_cache(small_h5, tmp_path, monkeypatch):
+    import gsavl_cli.commands.frozen_trunks as FT
+    import gsavl_cli.commands.train as T
+
+    trunk_calls = []
+    made = []
+
+    def counting(model, *args):
+        cache = FT.trunk_cache_for(model, *args)
+        made.append(cache)
+        original = model.image_trunk.forward
+        model.image_trunk.forward = lambda x: (trunk_calls.append(len(x)), original(x))[1]
+        return cache
+
+    monkeypatch.setattr(T, "trunk_cache_for", counting)
+    cached = train(_frozen_cfg(small_h5, tmp_path / "cached"))
+    assert made[0] is not None and made[0].image and made[0].audio
+    clips = len(made[0].images)
+    assert sum(trunk_calls) == clips  # each clip through the image trunk once, over three epochs
+    monkeypatch.setattr(T, "trunk_cache_for", lambda *args: None)
+    plain = train(_frozen_cfg(small_h5, tmp_path / "plain"))
+    a, b = _weights(cached), _weights(plain)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+              for run in ("cached", "plain")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_trunk_cache_only_where_it_is_exact():
+    from gsavl_cli.commands.frozen_trunks import trunk_cache_for
+    from gsavl_cli.model import build_localizer
+
+    def model(**kw):
+        return build_localizer(config_from_preset("gsavl", dim=8, **kw), pretrained=False)
+
+    both = model(freeze_image=True, freeze_audio=True)
+    assert (c := trunk_cache_for(both, 10, False, 1)) is not None and c.image and c.audio
+    assert (c := trunk_cache_for(both, 10, True, 1)) is not None and not c.image and c.audio  # augmented frames
+    assert trunk_cache_for(both, 10, False, 2) is None  # DDP needs the wrapped forward
+    assert trunk_cache_for(model(), 10, False, 1) is None  # trainable trunks
+    assert (c := trunk_cache_for(both, 10**5, False, 1)) is not None and not c.image  # over the memory budget
+
+
+def test_checkpoint_every_writes_last_pt_on_schedule_and_at_the_end(small_h5, tmp_path, monkeypatch):
+    import gsavl_cli.commands.train as T
+
+    written = []
+    original = T.save_checkpoint
+
+    def record(path, model, config, extra=None, **kw):
+        written.append((Path(path).name, extra["epoch"]))
+        return original(path, model, config, extra=extra, **kw)
+
+    monkeypatch.setattr(T, "save_checkpoint", record)
+    train(_cfg(small_h5, tmp_path / "run", epochs=5, checkpoint_every=2))
+    assert [e for name, e in written if name == "last.pt"] == [2, 4, 5]
+    assert load_checkpoint(tmp_path / "run" / "last.pt").extra["epoch"] == 5
+    with pytest.raises(UsageError, match="checkpoint-every"):
+        train(_cfg(small_h5, tmp_path / "bad", checkpoint_every=0))

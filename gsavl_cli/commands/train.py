@@ -30,7 +30,8 @@ from gsavl_cli.data.clips import AudioVisualClips, collate
 from gsavl_cli.distributed import init_distributed
 from gsavl_cli.io.layouts import filter_subset
 from gsavl_cli.errors import GsavlError, UsageError
-from gsavl_cli.data.features import train_transform_for
+from gsavl_cli.commands.frozen_trunks import trunk_cache_for
+from gsavl_cli.data.features import augmented_layout, train_transform_for
 from gsavl_cli.io.files import write_atomic
 from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
 from gsavl_cli.model.checkpoint import family_of
@@ -64,6 +65,7 @@ class TrainConfig:
     backbone_checkpoint: Path | None = None  # ssl2avs: ImageNet ResNet-50 / PVT-v2-b5 weights file
     frames: str = "all"  # ssl2avs: every frame of a clip (AVSegFormer) or only the annotated ones (faster)
     augment: bool = False  # ssl2avs: random flip + crop of each clip (not AVSegFormer's protocol; small data)
+    checkpoint_every: int = 1  # write last.pt every N epochs and at the end (best.pt whenever validation improves)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -254,11 +256,13 @@ def _resume_state(cfg: TrainConfig, model, optimizer, generator: torch.Generator
 def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = None,
           on_step_factory: Callable[[int, int], Callable[[int, float], None] | None] | None = None) -> Path:
     """Trains and returns the path of the checkpoint to use (best.pt, else last.pt)."""
+    if cfg.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every must be at least 1, got {cfg.checkpoint_every}")
     rank, world, cfg.device = init_distributed(cfg.device)
     if rank == 0:
         _check_out(cfg.out)
     generator = _seed_everything(cfg.seed)
-    recipe = RECIPES[family_of(cfg.model)](cfg)
+    recipe = RECIPES[family_of(cfg.model)](cfg, world)
     model, optimizer = recipe.model, recipe.optimizer
     state = {"epoch": 0, "best": -math.inf, "bad_epochs": 0}
     if cfg.resume:
@@ -281,7 +285,8 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
                 log.best = score > state["best"]
                 state["bad_epochs"] = 0 if log.best else int(state["bad_epochs"]) + 1
                 state["best"] = max(float(state["best"]), score)
-            _save(cfg, model, optimizer, generator, epoch, state, log)
+            final = epoch == cfg.epochs or _should_stop(cfg, state)
+            _save(cfg, model, optimizer, generator, epoch, state, log, write_last=final or epoch % cfg.checkpoint_every == 0)
             if on_epoch is not None:
                 on_epoch(log)
         if world > 1:
@@ -304,8 +309,10 @@ def _trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _localizer_recipe(cfg: TrainConfig) -> Recipe:
-    """Self-supervised: (frame, audio) pairs, Adam, MIL contrastive loss; heatmap cIoU on --val."""
+def _localizer_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
+    """Self-supervised: (frame, audio) pairs, Adam, MIL contrastive loss; heatmap cIoU on --val.
+
+    Frozen trunks whose outputs repeat every epoch run once per clip (see `frozen_trunks`)."""
     cfg.model = replace(cfg.model, audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data, cfg.model.audio_encoder),
                         test_interpolation=_test_interpolation(cfg.data))
     cfg.lr = LOCALIZER_LR if cfg.lr is None else cfg.lr
@@ -321,10 +328,12 @@ def _localizer_recipe(cfg: TrainConfig) -> Recipe:
                                        resnet_checkpoint=cfg.resnet_checkpoint, identity_image_init=cfg.identity_init), cfg.device)
     optimizer = torch.optim.Adam(_trainable(model), lr=cfg.lr)
     validate = (lambda m: heatmap_metrics(m, cfg.val, val_ids, cfg.device)) if val_ids else None
-    return Recipe(dataset, collate, model, optimizer, _localizer_step, validate, "ciou", contrastive=True)
+    cache = trunk_cache_for(model, len(dataset), augmented_layout(layout), world)
+    step = cache.step if cache is not None else _localizer_step
+    return Recipe(dataset, collate, model, optimizer, step, validate, "ciou", contrastive=True)
 
 
-def _segmentation_recipe(cfg: TrainConfig) -> Recipe:
+def _segmentation_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
     """Supervised (SSL2AVS): clips with masks, AdamW, the family's loss; mask M_J on the val (else test) split."""
     from gsavl_cli.commands import train_segmentation as seg
 
@@ -342,7 +351,7 @@ def _segmentation_recipe(cfg: TrainConfig) -> Recipe:
     return Recipe(dataset, None, model, optimizer, seg.segmentation_step, validate, "miou", {"find_unused_parameters": True})
 
 
-RECIPES: dict[str, Callable[[TrainConfig], Recipe]] = {"localizer": _localizer_recipe, "ssl2avs": _segmentation_recipe}
+RECIPES: dict[str, Callable[[TrainConfig, int], Recipe]] = {"localizer": _localizer_recipe, "ssl2avs": _segmentation_recipe}
 """Model family (see `model.checkpoint.register_family`) -> how to train it."""
 
 
@@ -350,7 +359,8 @@ def _should_stop(cfg: TrainConfig, state: dict[str, Any]) -> bool:
     return cfg.patience is not None and int(state["bad_epochs"]) >= cfg.patience
 
 
-def _save(cfg: TrainConfig, model, optimizer, generator, epoch: int, state: dict[str, Any], log: EpochLog) -> None:
+def _save(cfg: TrainConfig, model, optimizer, generator, epoch: int, state: dict[str, Any], log: EpochLog,
+          write_last: bool = True) -> None:
     extra = {
         "epoch": epoch,
         "best": float(state["best"]),
@@ -359,7 +369,8 @@ def _save(cfg: TrainConfig, model, optimizer, generator, epoch: int, state: dict
         "loader_rng": generator.get_state(),
         "val": log.val or {},
     }
-    save_checkpoint(cfg.out / "last.pt", model, cfg.model, extra=extra, optimizer_state=optimizer.state_dict())
+    if write_last:
+        save_checkpoint(cfg.out / "last.pt", model, cfg.model, extra=extra, optimizer_state=optimizer.state_dict())
     if log.best:
         save_checkpoint(cfg.out / "best.pt", model, cfg.model, extra={k: v for k, v in extra.items() if "rng" not in k})
     with (cfg.out / "metrics.jsonl").open("a", encoding="utf-8") as f:

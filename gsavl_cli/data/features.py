@@ -301,13 +301,18 @@ def train_transform(size: int = 224) -> Callable[[np.ndarray | torch.Tensor], to
     )
 
 
+def augmented_layout(layout: str) -> bool:
+    """Whether training on this layout augments frames (so a frame's trunk output changes per epoch)."""
+    return _check_layout(layout) in _AUGMENTED_LAYOUTS
+
+
 def train_transform_for(layout: str, size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
     """The original's training transform for a store layout.
 
     vggsound (and folder): `train_transform`'s augmentation. AVSBench layouts: no
     augmentation, the plain bilinear size x size resize its test frames get.
     """
-    if _check_layout(layout) in _AUGMENTED_LAYOUTS:
+    if augmented_layout(layout):
         return train_transform(size)
     return test_transform(size, test_interpolation_for(layout))
 

@@ -44,6 +44,12 @@ class ModelConfig:
     trained with (None: the clip's whole audio, as preprocess stores it);
     `test_interpolation` the test-time resize of its training dataset's protocol
     (AVSBench bilinear, VGG-SS bicubic), which `localize` uses.
+
+    `freeze_image` keeps the image trunk fixed (only the 1x1 projection trains) and
+    `standardize_audio` puts a BatchNorm1d between the audio trunk and its projection:
+    neither is in the original; with randomly initialised stand-in encoders (offline,
+    the demo) they turn training into learning the two projections on fixed features,
+    which random VGGish outputs only allow once standardised (docs/results.md).
     """
 
     audio_encoder: str = "vggish"
@@ -56,6 +62,8 @@ class ModelConfig:
     normalize_features: bool = True
     audio_seconds: float | None = None
     test_interpolation: str = "bicubic"
+    freeze_image: bool = False
+    standardize_audio: bool = False
 
     def __post_init__(self) -> None:
         check_choice("audio encoder", self.audio_encoder, AUDIO_ENCODERS)

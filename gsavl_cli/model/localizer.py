@@ -56,25 +56,33 @@ class Localizer(nn.Module):
         self.image_trunk = ResNetTrunk()
         self.image_proj = nn.Conv2d(RESNET_CHANNELS, config.dim, kernel_size=1)
         if config.audio_encoder == "vggish":
-            self.audio: VGGishAudio | SpectrogramResNetAudio = VGGishAudio(config.dim, normalize)
+            self.audio: VGGishAudio | SpectrogramResNetAudio = VGGishAudio(config.dim, normalize, config.standardize_audio)
             init_fresh(self.image_proj, self.audio.proj)
         else:
-            self.audio = SpectrogramResNetAudio(config.dim, normalize)
+            self.audio = SpectrogramResNetAudio(config.dim, normalize, config.standardize_audio)
             init_fresh(self.image_proj, self.audio)
-        if config.freeze_audio:
-            self.audio.trunk.requires_grad_(False)
-            self.audio.trunk.eval()
+        for trunk in self._frozen_trunks():
+            trunk.requires_grad_(False)
+            trunk.eval()
+
+    def _frozen_trunks(self) -> list[nn.Module]:
+        return [trunk for trunk, frozen in ((self.audio.trunk, self.config.freeze_audio),
+                                            (self.image_trunk, self.config.freeze_image)) if frozen]
 
     def train(self, mode: bool = True) -> Localizer:
-        """Like nn.Module.train, but a frozen audio trunk stays in eval mode."""
+        """Like nn.Module.train, but frozen trunks stay in eval mode (BatchNorm statistics fixed)."""
         super().train(mode)
-        if self.config.freeze_audio:
-            self.audio.trunk.eval()
+        for trunk in self._frozen_trunks():
+            trunk.eval()
         return self
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """images [B,3,H,W] (ImageNet-normalised) -> feature maps [B,dim,H/32,W/32]."""
-        maps = self.image_proj(self.image_trunk(images))
+        return self.image_head(self.image_trunk(images))
+
+    def image_head(self, trunk_maps: torch.Tensor) -> torch.Tensor:
+        """The image trunk's maps [B,512,h,w] -> feature maps [B,dim,h,w] (1x1 projection, normalised)."""
+        maps = self.image_proj(trunk_maps)
         return F.normalize(maps, dim=1) if self.config.normalize_features else maps
 
     def encode_audio(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
