@@ -38,9 +38,21 @@ def test_demo_writes_everything_and_reports_every_baseline(demo):
         assert all(0 <= summary[name][k] <= 1 for k in ("pointing_game", "ciou", "miou"))
     logged = [json.loads(line)["loss"] for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["training"]["losses"] == [round(loss, 4) for loss in logged]
-    assert set(summary["training"]["tied_epochs"]) <= set(range(1, len(logged) + 1))
-    # Learning on this world is not yet decisive (issue 14): the margins are measured and
-    # reported by the demo, not asserted here; tests/test_video.py shows a localizer that listens.
+    assert summary["training"]["tied_epochs"] == [] and logged[-1] < logged[0]
+
+
+@pytest.mark.slow
+def test_demo_training_wins_on_every_column(demo):
+    """The margins of issue 14 (docs/results.md, "the synthetic world", has the figures)."""
+    _, summary = demo
+    trained, untrained, centre = summary["trained"], summary["untrained"], summary["centre_prior"]
+    assert trained["pointing_game"] >= 0.8
+    assert trained["pointing_game"] >= 2 * max(untrained["pointing_game"], centre["pointing_game"], summary["chance_pointing"])
+    assert trained["miou"] >= 0.4 and trained["miou"] >= 2 * centre["miou"]
+    # 2x the untrained model is not reached on every seed: with the identity stand-in the
+    # untrained model already lands on an object one time in three, with a crisp mask.
+    assert trained["miou"] >= 1.5 * untrained["miou"]
+    assert trained["ciou"] > max(untrained["ciou"], centre["ciou"])
 
 
 @pytest.mark.slow

@@ -39,8 +39,10 @@ class DemoConfig:
     n_train: int = 128
     n_test: int = 64
     n_classes: int = 6  # red, green, blue, yellow, magenta, cyan: well apart for a colour-only image side
+    objects: tuple[int, int] = (3, 3)  # the sounding object and two silent distractors (a random pick: 1 in 3)
     object_scale: tuple[float, float] = (0.22, 0.3)  # large objects, as AVSBench's
-    objects: tuple[int, int] = (3, 3)  # the sounding object and two silent distractors
+    width: int = 160
+    height: int = 120
     background: str = "plain"  # a per-clip texture would identify the pair (a shortcut)
     epochs: int = 30
     batch_size: int = 16
@@ -52,8 +54,8 @@ class DemoConfig:
 
     def world(self) -> WorldConfig:
         return WorldConfig(n_train=self.n_train, n_val=0, n_test=self.n_test, n_classes=self.n_classes,
-                           object_scale=self.object_scale, objects=self.objects, background=self.background,
-                           seed=self.seed)
+                           object_scale=self.object_scale, objects=self.objects, width=self.width, height=self.height,
+                           background=self.background, seed=self.seed)
 
     def model(self) -> ModelConfig:
         """The gsavl preset on fixed stand-in encoders: identity image trunk, standardised random VGGish."""
