@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gsavl_cli.model.encoders import VGGISH_EMBEDDING, VGGishAudio
+from gsavl_cli.model.encoders import VGGISH_EMBEDDING, VGGishAudio, standardizer
 
 
 class TinyAudioTrunk(nn.Module):
@@ -38,6 +38,7 @@ class TinyAudio(VGGishAudio):
     def __init__(self, dim: int) -> None:
         nn.Module.__init__(self)  # not VGGishAudio's: it would build the 72 M-parameter VGG first
         self.trunk = TinyAudioTrunk()
+        self.standardize = standardizer(VGGISH_EMBEDDING, False)
         self.proj = nn.Linear(VGGISH_EMBEDDING, dim)
         self.normalize = False
 
