@@ -565,7 +565,7 @@ def demo(
     sam_checkpoint: SamCkptOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the metrics and output paths as JSON on stdout.")] = False,
 ) -> None:
-    """Run the whole pipeline offline on a synthetic audio-visual world (about 3 minutes on 2 CPU cores)."""
+    """Run the whole pipeline offline on a synthetic audio-visual world (about 2 minutes on 2 CPU cores)."""
     from gsavl_cli.console import resolve_device
     from gsavl_cli.commands.demo import DemoConfig, run_demo
 
