@@ -48,10 +48,7 @@ def test_demo_training_wins_on_every_column(demo):
     trained, untrained, centre = summary["trained"], summary["untrained"], summary["centre_prior"]
     assert trained["pointing_game"] >= 0.8
     assert trained["pointing_game"] > max(untrained["pointing_game"], centre["pointing_game"], summary["chance_pointing"])
-    assert trained["miou"] >= 0.4 and trained["miou"] >= 2 * centre["miou"]
-    # 2x the untrained model is not reached on every seed: with the identity stand-in the
-    # untrained model already lands on an object one time in three, with a crisp mask.
-    assert trained["miou"] >= 1.5 * untrained["miou"]
+    assert trained["miou"] >= 0.4 and trained["miou"] >= 2 * max(centre["miou"], untrained["miou"])
     assert trained["ciou"] > max(untrained["ciou"], centre["ciou"])
 
 
