@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gsavl_cli.errors import MediaError, UsageError
+from gsavl_cli.errors import UsageError
 from gsavl_cli.io.files import temp_sibling, write_atomic
-from gsavl_cli.io.media import ffmpeg_encoders, video_writer, write_png
+from gsavl_cli.io.media import encoder_options, video_writer, write_png
 
 SAMPLE_RATE = 16000
 KEYFRAMES = 5  # AVSBench S4: one frame per second of a 5 s clip
@@ -266,21 +266,9 @@ def wav_bytes(waveform: np.ndarray, sample_rate: int) -> bytes:
 
 
 def _codecs() -> tuple[dict[str, object], dict[str, object]]:
-    """(video, audio) encoder options: H.264 + AAC where the ffmpeg build has them, else MPEG-4 / MP3."""
-    have = ffmpeg_encoders()
-    if "libx264" in have:
-        video: dict[str, object] = {"c:v": "libx264", "preset": "veryfast", "crf": 18}
-    else:
-        video = {"c:v": "mpeg4", "q:v": 2}
-    if "aac" in have:
-        audio: dict[str, object] = {"c:a": "aac", "b:a": "128k"}
-    elif "libmp3lame" in have:
-        audio = {"c:a": "libmp3lame", "q:a": 2}
-    else:
-        raise MediaError(
-            "this ffmpeg build has neither an AAC nor an MP3 encoder", hint="install a full ffmpeg build"
-        )
-    return {**video, "pix_fmt": "yuv420p"}, {**audio, "ar": _VIDEO_AUDIO_RATE}
+    """(video, audio) encoder options: media's, the audio at the rate real videos carry."""
+    video, audio = encoder_options()
+    return video, {**audio, "ar": _VIDEO_AUDIO_RATE}
 
 
 def write_video(
