@@ -62,3 +62,10 @@ def test_demo_mask_contains_its_prompts(demo):
         assert label == 0 or mask[int(round(y)), int(round(x))]
     rows = list(csv.DictReader((Path(summary["outputs"]["metrics"]).parent / "per_sample.csv").open()))
     assert all(json.loads(r["points"]) for r in rows if r["sampler"] == "prob")
+
+
+@pytest.mark.parametrize("option", [["--epochs", "0"], ["--train-clips", "1"], ["--test-clips", "0"]])
+def test_demo_refuses_bad_counts_before_doing_any_work(tmp_path, option):
+    result = runner.invoke(app, ["demo", str(tmp_path / "out"), *option])
+    assert result.exit_code == 2 and "the demo needs at least" in result.output
+    assert not (tmp_path / "out").exists()

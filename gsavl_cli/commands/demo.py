@@ -19,7 +19,7 @@ import torch
 
 from gsavl_cli import metrics
 from gsavl_cli.io.layouts import discover
-from gsavl_cli.errors import GsavlError, WeightsError
+from gsavl_cli.errors import GsavlError, UsageError, WeightsError
 from gsavl_cli.commands.evaluate import EvalSettings, ground_truth, heatmap_row, run_evaluation, validation_ids
 from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
 from gsavl_cli.model import ModelConfig, build_localizer, config_from_preset, save_checkpoint
@@ -51,6 +51,12 @@ class DemoConfig:
     beta: float = 2.0  # the global-alignment term: without it the MIL max sits on the shared background (a tie)
     vggish_seconds: float = 0.96  # one log-mel example per clip keeps CPU training short
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Bad counts fail here, before minutes of rendering."""
+        if self.epochs < 1 or self.n_train < 2 or self.n_test < 1:
+            raise UsageError(f"the demo needs at least 1 epoch, 2 training clips and 1 test clip; got {self.epochs}, "
+                             f"{self.n_train}, {self.n_test}", hint="raise --epochs / --train-clips / --test-clips")
 
     def world(self) -> WorldConfig:
         return WorldConfig(n_train=self.n_train, n_val=0, n_test=self.n_test, n_classes=self.n_classes,
