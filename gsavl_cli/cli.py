@@ -77,6 +77,8 @@ def preprocess(
     subset: Annotated[Optional[str], typer.Option(help="Only these clips: a file of ids, or vggss_10k, vggss_144k, vggss_heard_test, vggss_unheard_test.")] = None,
     semantic_subsets: Annotated[str, typer.Option(help="AVSBench-semantic subsets, comma-separated: v1s,v1m,v2.")] = "v1s,v1m,v2",
     workers: Annotated[int, typer.Option(help="Parallel decode processes (default: CPU cores).")] = 0,
+    name: Annotated[Optional[str], typer.Option(help="Register the store under this dataset name for `train --dataset NAME` (default: the dataset's name, e.g. vggsound or avsbench-s4; a plain folder's own name).")] = None,
+    register: Annotated[bool, typer.Option(help="Register the store in the data home (see `gsavl datasets`).")] = True,
     overwrite: Annotated[bool, typer.Option(help="Start the output over instead of resuming it.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
@@ -84,7 +86,7 @@ def preprocess(
 
     Re-running the same command resumes: clips already in the file are skipped.
     """
-    from gsavl_cli.io.layouts import Ignored, discover
+    from gsavl_cli.io.layouts import Ignored, discover, store_name
     from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 
     if annotations is not None and not annotations.exists():
@@ -129,8 +131,43 @@ def preprocess(
     if result.interrupted:
         err.print(f"[yellow]interrupted[/]: {result.written} clips written; run the same command again to finish")
         raise typer.Exit(130)
+    if register and result.written + result.skipped:
+        _register(name or store_name(layout, source, subset), output, layout, result.written + result.skipped)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _register(name: str, output: Path, layout: str, clips: int) -> None:
+    from gsavl_cli.home import register_store
+
+    replaced = register_store(name, output, layout, clips)
+    info(f"registered as dataset [bold]{name}[/]: `gsavl train --dataset {name}`"
+         + (f" (it named {replaced.path} before)" if replaced else ""))
+
+
+@app.command(name="datasets", epilog="Example:\n\n  gsavl datasets --json")
+@handle_errors
+def list_datasets_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print as JSON on stdout.")] = False,
+) -> None:
+    """List the named datasets (stores registered by `gsavl preprocess`) that `--dataset NAME` accepts."""
+    from dataclasses import asdict
+
+    from gsavl_cli.home import data_dir, named_stores
+    from gsavl_cli.io.layouts import STORE_OF
+
+    stores = named_stores()
+    if json_output:
+        print_json([{**asdict(s), "exists": s.exists} for s in stores.values()])
+        return
+    if not stores:
+        err.print(f"no named datasets in {data_dir()} yet: `gsavl preprocess SOURCE` registers one")
+        return
+    table = Table("name", "layout", "clips", "file", "also answers to", title=f"named datasets ({data_dir()})")
+    for s in stores.values():
+        aliases = ", ".join(a for a, target in STORE_OF.items() if target == s.name) or "-"
+        table.add_row(s.name, s.layout, "?" if s.clips < 0 else str(s.clips), s.path if s.exists else f"[red]{s.path} (gone)[/]", aliases)
+    out.print(table)
 
 
 def _report_preprocess(result: PreprocessResult) -> None:
@@ -267,7 +304,7 @@ def train(
         preset_batch, preset_epochs = TRAIN_PRESETS.get(dataset, (128, 20))
     config = config_from_preset(model, **overrides)
     cfg = TrainConfig(
-        data=data, out=out or Path("runs") / data.stem, model=config, val=val, split=split, val_split=val_split,
+        data=data, out=out or Path("runs") / (data.stem if Path(dataset).suffix in (".h5", ".hdf5") or Path(dataset).exists() else dataset), model=config, val=val, split=split, val_split=val_split,
         epochs=epochs or preset_epochs, batch_size=batch_size or preset_batch, lr=lr, seed=OPTIONS.seed, workers=workers,
         patience=patience, resume=resume, device=resolve_device(), pretrained=pretrained,
         vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps, subset=subset,
@@ -303,7 +340,10 @@ def train(
                 err.print(TIE_WARNING)
 
         checkpoint = run_training(cfg, on_epoch=on_epoch, on_step_factory=step_factory)
-    info(f"checkpoint: [bold]{checkpoint}[/]")
+    from gsavl_cli.home import record_run
+
+    record_run(checkpoint, dataset, model, "ssl2avs" if segmentation else "localizer")
+    info(f"checkpoint: [bold]{checkpoint}[/] (`gsavl localize` and `gsavl eval` use it when no --checkpoint is given)")
     if json_output:
         from dataclasses import asdict
 
@@ -348,7 +388,8 @@ def _parse_maps(text: str) -> tuple[str, ...]:
 
 SamplerOpt = Annotated[str, typer.Option("--sampler", help="Prompt sampler(s), comma-separated; see `gsavl samplers`.")]
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", help="Sampler parameter KEY=VALUE or SAMPLER.KEY=VALUE (repeatable).")]
-SegmenterOpt = Annotated[SegmenterName, typer.Option(help="sam (Segment Anything); region: the heatmap region around the prompts (no weights needed); model: an SSL2AVS checkpoint's own mask.")]
+SegmenterOpt = Annotated[Optional[SegmenterName], typer.Option(help="sam (Segment Anything); region: the heatmap region around the prompts (no weights needed); model: an SSL2AVS checkpoint's own mask. Default: the model's own mask if it has one, else sam.", show_default=False)]
+CheckpointOpt = Annotated[Optional[Path], typer.Option(help="Trained checkpoint (best.pt); default: the most recent `gsavl train` run. Not needed for --map obj.", show_default=False)]
 SamModelOpt = Annotated[SamModel, typer.Option(help="SAM size: vit_h (paper), vit_l or vit_b (tiny: a test model from --sam-checkpoint).")]
 SamCkptOpt = Annotated[Optional[Path], typer.Option(help="SAM weights file (else the torch hub cache, else download).")]
 MaskChoiceOpt = Annotated[MaskChoice, typer.Option(help="single (paper), score (SAM's predicted IoU) or heatmap (best agreement).")]
@@ -369,14 +410,14 @@ PriorCkptOpt = Annotated[Optional[Path], typer.Option("--resnet-checkpoint", hel
 @handle_errors
 def evaluate_command(
     dataset: Annotated[str, typer.Option(help="Annotated HDF5 file (AVSBench masks or VGG-SS boxes), or avsbench-s4 / vggss.")],
-    checkpoint: Annotated[Path, typer.Option(help="Trained localizer checkpoint (best.pt).")],
+    checkpoint: CheckpointOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, per_sample.csv and the report.")] = Path("eval"),
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
     frames: Annotated[FrameMode, typer.Option(help="first: each clip's first frame (GSAVL protocol); all: every annotated frame with its own audio window (AVS benchmark).")] = FrameMode.first,
     maps: Annotated[str, typer.Option("--map", help="Heatmaps, comma-separated: av, obj, avobj.")] = "av,obj,avobj",
     sampler: SamplerOpt = "naive,grid,prob",
     param: ParamOpt = None,
-    segmenter: SegmenterOpt = SegmenterName.sam,
+    segmenter: SegmenterOpt = None,
     sam_model: SamModelOpt = SamModel.vit_h,
     sam_checkpoint: SamCkptOpt = None,
     mask_choice: MaskChoiceOpt = MaskChoice.single,
@@ -400,9 +441,12 @@ def evaluate_command(
     from gsavl_cli.console import resolve_device
     from gsavl_cli.io.layouts import resolve_dataset
 
+    chosen_maps = _parse_maps(maps)
+    data = resolve_dataset(dataset)
+    checkpoint = _choose_checkpoint(checkpoint, chosen_maps)
     settings = EvalSettings(
-        data=resolve_dataset(dataset), checkpoint=checkpoint, out=out, split=split, frames=frames,
-        maps=_parse_maps(maps), samplers=_sampler_choices(sampler, param), segmenter=segmenter.value,
+        data=data, checkpoint=checkpoint, out=out, split=split, frames=frames,
+        maps=chosen_maps, samplers=_sampler_choices(sampler, param), segmenter=segmenter.value if segmenter else None,
         sam_model=sam_model.value, sam_checkpoint=sam_checkpoint, mask_choice=mask_choice.value,
         cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, negatives=negatives, alpha=alpha,
         align_corners=align_corners, audio=audio, batch_size=batch_size, limit=limit, subset=subset,
@@ -415,6 +459,19 @@ def evaluate_command(
     info("wrote " + ", ".join(str(p) for p in written))
     if json_output:
         print_json(result)
+
+
+def _choose_checkpoint(given: Path | None, maps: tuple[str, ...]) -> Path | None:
+    """--checkpoint, else nothing for the obj map alone, else the latest `gsavl train` run (said so)."""
+    from gsavl_cli.home import choose_checkpoint
+
+    path, run = choose_checkpoint(given, maps)
+    if run is not None:
+        info(f"using the most recent trained model: [bold]{path}[/] ({run.model} on {run.dataset}, {run.when}); "
+             "--checkpoint chooses another")
+    elif path is None:
+        info("no checkpoint: the training-free object prior (--map obj)")
+    return path
 
 
 def _fmt(value: object) -> str:
@@ -441,7 +498,7 @@ def _print_results(results: list[dict], title: str) -> None:
 @handle_errors
 def localize(
     clips: Annotated[list[Path], typer.Argument(help="Video file(s), or a folder of videos.")],
-    checkpoint: Annotated[Path, typer.Option(help="Trained localizer checkpoint (required: never a random model).")],
+    checkpoint: CheckpointOpt = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Mask PNG for a single clip (default: CLIP.mask.png).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option(help="Folder for the masks of several clips (CLIP.mask.png ...).")] = None,
     time_: Annotated[Optional[float], typer.Option("--time", min=0.0, help="Frame time in seconds, its audio window centred on it (default: the first frame with the clip-level audio, as eval).")] = None,
@@ -449,7 +506,7 @@ def localize(
     sampler: SamplerOpt = "prob",
     param: ParamOpt = None,
     negatives: NegativesOpt = 0,
-    segmenter: SegmenterOpt = SegmenterName.sam,
+    segmenter: SegmenterOpt = None,
     sam_model: SamModelOpt = SamModel.vit_h,
     sam_checkpoint: SamCkptOpt = None,
     mask_choice: MaskChoiceOpt = MaskChoice.single,
@@ -484,8 +541,8 @@ def localize(
         return
 
     settings = LocalizeSettings(
-        checkpoint=checkpoint, time=time_, map_name=map_.value, sampler=_sampler_choices(sampler, param)[0],
-        negatives=negatives, segmenter=segmenter.value, sam_model=sam_model.value, sam_checkpoint=sam_checkpoint,
+        checkpoint=_choose_checkpoint(checkpoint, (map_.value,)), time=time_, map_name=map_.value,
+        sampler=_sampler_choices(sampler, param)[0], negatives=negatives, segmenter=segmenter.value if segmenter else None, sam_model=sam_model.value, sam_checkpoint=sam_checkpoint,
         mask_choice=mask_choice.value, cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, alpha=alpha,
         align_corners=align_corners, resnet_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed,
     )
@@ -497,7 +554,7 @@ def localize(
         print_json(results if len(results) > 1 else results[0])
 
 
-def _localize_video(clips: list[Path], checkpoint: Path, *, time_: float | None, every: float | None, all_frames: bool,
+def _localize_video(clips: list[Path], checkpoint: Path | None, *, time_: float | None, every: float | None, all_frames: bool,
                     **options) -> None:
     """`localize --every/--all-frames`: the whole clip, streamed, through the same Predictor."""
     from gsavl_cli.commands.localize import LocalizeSettings, make_predictor
@@ -515,9 +572,10 @@ def _localize_video(clips: list[Path], checkpoint: Path, *, time_: float | None,
     if every is not None and every <= 0:
         raise UsageError(f"--every must be > 0 s, got {every:g}")
     choice = _sampler_choices(options["sampler"], options["param"])[0]
+    segmenter = options["segmenter"]
     settings = LocalizeSettings(
-        checkpoint=checkpoint, map_name=options["map_"].value, sampler=choice, negatives=options["negatives"],
-        segmenter=options["segmenter"].value, sam_model=options["sam_model"].value, sam_checkpoint=options["sam_checkpoint"],
+        checkpoint=_choose_checkpoint(checkpoint, (options["map_"].value,)), map_name=options["map_"].value, sampler=choice,
+        negatives=options["negatives"], segmenter=segmenter.value if segmenter else None, sam_model=options["sam_model"].value, sam_checkpoint=options["sam_checkpoint"],
         mask_choice=options["mask_choice"].value, cascade_rounds=options["cascade_rounds"],
         cascade_threshold=options["cascade_threshold"], alpha=options["alpha"], align_corners=options["align_corners"],
         resnet_checkpoint=options["prior_checkpoint"], device=resolve_device(), seed=OPTIONS.seed,
@@ -587,6 +645,30 @@ def demo(
             err.print(f"{name:>10}: {path}")
     if json_output:
         print_json(summary)
+
+
+@app.command(epilog="Example:\n\n  gsavl doctor --json")
+@handle_errors
+def doctor(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the checks as JSON on stdout.")] = False,
+) -> None:
+    """Check the install: torch / torchvision / torchaudio against gsavl's pins, each compiled kernel run once, ffmpeg."""
+    from dataclasses import asdict
+
+    from gsavl_cli.install_check import run_checks
+
+    checks = run_checks()
+    if json_output:
+        print_json([asdict(c) for c in checks])
+    else:
+        table = Table("check", "", "detail", title=f"gsavl {__version__} install")
+        for c in checks:
+            table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]FAILED[/]", c.detail)
+        out.print(table)
+    if not all(c.ok for c in checks):
+        err.print("[bold red]error:[/] this install does not work as pinned; "
+                  "reinstall in a fresh virtual environment with `pip install -e .`")
+        raise typer.Exit(1)
 
 
 _GLOBAL_FLAGS = {"-q", "--quiet", "-v", "--verbose"}

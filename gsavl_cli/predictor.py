@@ -30,6 +30,7 @@ from gsavl_cli import samplers
 from gsavl_cli.data import features
 from gsavl_cli.errors import GsavlError, UsageError
 from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES, Localizer, ModelConfig, build_object_prior, coarse_maps, full_maps, load_checkpoint
+from gsavl_cli.model.checkpoint import DEFAULT_FAMILY
 from gsavl_cli.model.config import check_choice
 from gsavl_cli.model.prior import ObjectPrior
 from gsavl_cli.samplers import Prompts
@@ -151,7 +152,7 @@ class Predictor:
 
     def __init__(
         self,
-        localizer: Localizer,
+        localizer: Localizer | None,
         segmenter: Segmenter,
         *,
         device: str = "cpu",
@@ -165,9 +166,9 @@ class Predictor:
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UsageError(f"alpha must be in [0, 1], got {alpha}")
-        self.localizer = localizer.to(device).eval()
+        self.localizer = localizer.to(device).eval() if localizer is not None else None  # None: the object prior alone
         self.family = family  # "localizer", or a segmentation family (SSL2AVS) with its own mask head
-        self.config: ModelConfig = localizer.config
+        self.config: ModelConfig = localizer.config if localizer is not None else ModelConfig()
         self.segmenter = segmenter
         self.device = device
         self.alpha = alpha
@@ -181,10 +182,10 @@ class Predictor:
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | None,
         *,
         device: str = "cpu",
-        segmenter: str = "sam",
+        segmenter: str | None = None,
         sam_model: str = "vit_h",
         sam_checkpoint: Path | None = None,
         resnet_checkpoint: Path | None = None,
@@ -195,18 +196,25 @@ class Predictor:
     ) -> Predictor:
         """A predictor for a trained checkpoint; SAM's weights come through the resolver.
 
+        `path=None` gives the training-free predictor: no localizer, only the object
+        prior's `obj` map (the original's training-free row). `segmenter=None` is the
+        family's natural one: a model's own mask head if it has one (SSL2AVS), else SAM.
         `interpolation` (bilinear / bicubic test resize) defaults to the checkpoint's
         training protocol; `eval` passes the evaluated dataset's.
         """
-        loaded = load_checkpoint(Path(path), map_location="cpu")
+        model, family = None, DEFAULT_FAMILY
+        if path is not None:
+            loaded = load_checkpoint(Path(path), map_location="cpu")
+            model, family = loaded.model, loaded.family
+        segmenter = segmenter or (OwnMask.name if family != DEFAULT_FAMILY else "sam")
         if segmenter == OwnMask.name:
-            if loaded.family == "localizer":
+            if family == DEFAULT_FAMILY:
                 raise UsageError("a localizer has no mask head of its own", hint="use --segmenter sam or region")
             chosen: Segmenter = OwnMask()
         else:
             chosen = make_segmenter(segmenter, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
-        return cls(loaded.model, chosen, device=device, alpha=alpha, align_corners=align_corners, interpolation=interpolation,
-                   resnet_checkpoint=resnet_checkpoint, pretrained_prior=pretrained_prior, family=loaded.family)
+        return cls(model, chosen, device=device, alpha=alpha, align_corners=align_corners, interpolation=interpolation,
+                   resnet_checkpoint=resnet_checkpoint, pretrained_prior=pretrained_prior, family=family)
 
     @property
     def prior(self) -> ObjectPrior:
@@ -225,8 +233,7 @@ class Predictor:
     def prepare(self, clips: Sequence[ClipInput], maps: Sequence[str] = (), *, batch_size: int = 4) -> list[PreparedClip]:
         """The batched form: audio inputs, image embeddings (and heatmaps `maps`) for many clips."""
         prepared = [
-            PreparedClip(c.key if c.key is not None else "clip", _check_frame(c.frame),
-                         audio_input(_check_waveform(c.waveform), c.time, self.config), None)  # type: ignore[arg-type]
+            PreparedClip(c.key if c.key is not None else "clip", _check_frame(c.frame), self._audio(c), None)  # type: ignore[arg-type]
             for c in clips
         ]
         for clip, embedding in zip(prepared, self._embed(prepared, batch_size)):
@@ -234,6 +241,11 @@ class Predictor:
         if maps:
             self._compute_coarse(prepared, tuple(maps))
         return prepared
+
+    def _audio(self, clip: ClipInput) -> torch.Tensor:
+        """The localizer's audio input; nothing for the training-free predictor, which does not listen."""
+        wave = _check_waveform(clip.waveform)
+        return audio_input(wave, clip.time, self.config) if self.localizer is not None else torch.zeros(0)
 
     def _embed(self, clips: list[PreparedClip], batch_size: int) -> list[ImageEmbedding]:
         cache = self.embedding_cache
@@ -258,6 +270,9 @@ class Predictor:
         """The localizer and prior on a batch of frames, for the coarse maps they still lack."""
         for name in maps:
             check_choice("heatmap", name, MAP_NAMES)
+        if self.localizer is None and set(maps) - {"obj"}:
+            raise UsageError(f"the {', '.join(sorted(set(maps) - {'obj'}))} map(s) need a trained model",
+                             hint="pass --checkpoint FILE (or train one with `gsavl train`), or use --map obj")
         need = {"av"} if any(m in ("av", "avobj") for m in maps) or self.family != "localizer" else set()
         need |= {"obj"} if any(m in ("obj", "avobj") for m in maps) else set()
         todo = [c for c in clips if not need <= set(c.coarse)]
@@ -303,8 +318,8 @@ class Predictor:
         logits = torch.nn.functional.interpolate(clip.coarse["mask"][None].float(), size=clip.size, mode="bilinear",
                                                  align_corners=False)[0, 0]
         mask = (logits > 0).cpu().numpy()
-        return Prediction(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), mask, float("nan"), 1, map_name,
-                          OwnMask.name, self.family)
+        return Prediction(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), mask, score=float("nan"), rounds=1,
+                          map=map_name, sampler=OwnMask.name, segmenter=OwnMask.name)
 
     def predict(
         self,

@@ -11,6 +11,18 @@ import pytest
 from gsavl_cli.data.synthetic import RenderedClip, SyntheticClip, WorldConfig, render_clip, render_world
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_homes(tmp_path_factory: pytest.TempPathFactory):
+    """No test reads or writes the user's gsavl home or weight cache, and none can download."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("GSAVL_HOME", str(tmp_path_factory.mktemp("gsavl-home")))
+    patch.delenv("GSAVL_DATA", raising=False)
+    patch.setenv("GSAVL_CACHE", str(tmp_path_factory.mktemp("weights-cache")))
+    patch.setenv("GSAVL_OFFLINE", "1")
+    yield
+    patch.undo()
+
+
 class World(NamedTuple):
     root: Path
     config: WorldConfig

@@ -135,13 +135,29 @@ def test_train_rejects_wrong_features_and_unwritable_out(world_h5, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def _assert_report_header_is_metrics_json(page: Path, summary: dict, map_name: str, sampler: str) -> None:
+    """Every number in the report's header table is metrics.json's value under the same name, for the rows shown."""
+    import re
+
+    header = re.search(r'<table id="summary">(.*?)</table>', page.read_text(), re.S).group(1)
+    shown = [dict(re.findall(r'<td data-key="(\w+)" data-v="([^"]*)">', row)) for row in re.findall(r"<tr>(.*?)</tr>", header.split("</thead>")[1])]
+    expected = [r for r in summary["results"] if r["map"] == map_name and r["sampler"] in (None, sampler)]
+    assert [row["sampler"] for row in shown] == ["", sampler] and len(expected) == 2
+    for row, entry in zip(shown, expected):
+        for key, text in row.items():
+            value = entry[key]
+            assert text == ("" if value is None else str(value) if not isinstance(value, float) else repr(value)), key
+            if isinstance(value, float):
+                assert float(text) == value
+
+
 def test_eval_region_matches_direct_computation(world_h5, checkpoint, tmp_path):
     out = tmp_path / "eval"
     result = gsavl("eval", "--dataset", world_h5, "--checkpoint", checkpoint, "--out", out, "--segmenter", "region",
                    "--map", "av", "--sampler", "naive,prob", "--json", "--report")
     summary = json.loads(result.stdout)
     assert json.loads((out / "metrics.json").read_text()) == summary
-    assert (out / "report.html").exists() and "<table" in (out / "report.html").read_text()
+    _assert_report_header_is_metrics_json(out / "report.html", summary, "av", "prob")
     rows = list(csv.DictReader((out / "per_sample.csv").open()))
     heat_rows = [r for r in rows if r["sampler"] == ""]
     assert len(heat_rows) == summary["settings"]["n_clips"] == 4

@@ -229,16 +229,20 @@ def test_eval_and_localize_use_the_models_own_mask_through_the_predictor(s4_h5, 
 
     best = train(_cfg(s4_h5, tmp_path / "run", epochs=1, max_steps=1))
     runner = CliRunner()
-    result = runner.invoke(app, ["-q", "eval", "--dataset", str(s4_h5), "--checkpoint", str(best), "--segmenter", "model",
+    # no --segmenter: a SSL2AVS checkpoint is scored with its own masks (offline, no SAM weights anywhere)
+    result = runner.invoke(app, ["-q", "eval", "--dataset", str(s4_h5), "--checkpoint", str(best),
                                  "--map", "av", "--frames", "all", "--out", str(tmp_path / "e"), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    assert summary["settings"]["segmenter"] == "model"
     own = next(r for r in summary["results"] if r["sampler"] == "model")
-    assert own["segmenter"] == "ssl2avs" and own["n"] == 4 * 5 and 0 <= own["avsbench_miou"] <= 1
+    assert own["segmenter"] == "model" and own["n"] == 4 * 5 and 0 <= own["avsbench_miou"] <= 1
+    assert [r["sampler"] for r in summary["results"]] == [None, "model"]
     clip = next(c for c in synthetic_world.clips if c.split == "test")
-    result = runner.invoke(app, ["-q", "localize", str(clip.video), "--checkpoint", str(best), "--segmenter", "model",
-                                 "--map", "av", "-o", str(tmp_path / "m.png")])
+    result = runner.invoke(app, ["-q", "localize", str(clip.video), "--checkpoint", str(best),
+                                 "--map", "av", "-o", str(tmp_path / "m.png"), "--json"])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["segmenter"] == "model"
     written = media.read_image(tmp_path / "m.png", mode="GRAY") > 0
     predictor = Predictor.from_checkpoint(best, segmenter="model")
     predictor.set_clip(media.read_frames(clip.video, [0.0])[0], media.read_audio(clip.video), key=clip.video.stem)

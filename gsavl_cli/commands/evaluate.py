@@ -56,13 +56,13 @@ class EvalSettings:
     """Everything `gsavl eval` can be told; the CLI fills it, every layer reads it."""
 
     data: Path
-    checkpoint: Path
+    checkpoint: Path | None  # None: the training-free object prior (obj map only)
     out: Path = Path("eval")
     split: str | None = "test"
     frames: FrameMode = FrameMode.first
     maps: tuple[str, ...] = MAP_NAMES
     samplers: list[SamplerChoice] = field(default_factory=default_samplers)
-    segmenter: str = "sam"
+    segmenter: str | None = None  # None: the model's own mask head if it has one, else SAM
     sam_model: str = "vit_h"
     sam_checkpoint: Path | None = None
     mask_choice: str = "single"
@@ -371,10 +371,12 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)
     samplers_ = settings.samplers
-    reporter = ReportWriter(out, settings.maps[-1], samplers_[-1].name if samplers_ else None) if settings.report and rank == 0 else None
+    own_mask = predictor.segmenter.name == "model"  # its one mask row is on the first map, sampler "model"
+    shown_map, shown_sampler = (settings.maps[0], "model") if own_mask else (settings.maps[-1], samplers_[-1].name if samplers_ else None)
+    reporter = ReportWriter(out, shown_map, shown_sampler) if settings.report and rank == 0 else None
     mine = ids[rank::world]
     with ExitStack() as stack:
-        if settings.embedding_cache is not None and settings.segmenter == "sam":
+        if settings.embedding_cache is not None and predictor.segmenter.name == "sam":
             name = settings.sam_checkpoint.name if settings.sam_checkpoint else "default"
             predictor.embedding_cache = stack.enter_context(_closing(EmbeddingCache(settings.embedding_cache, f"{settings.sam_model}:{name}")))
         heat_out = None
@@ -405,9 +407,9 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
         write_atomic(out / "metrics.json", json.dumps(summary, indent=2, default=str).encode("utf-8"))
         write_atomic(out / "per_sample.csv", _csv_bytes(rows))
         if reporter is not None:
-            best = next((r for r in summary["results"] if r["map"] == reporter.map_name and r["sampler"] == reporter.sampler), summary["results"][0])
+            shown = [r for r in summary["results"] if r["map"] == reporter.map_name and r["sampler"] in (None, reporter.sampler)]
             title = f"gsavl eval · {settings.data.name} · {reporter.map_name} / {reporter.sampler or 'heatmap'} · {predictor.segmenter.name} segmenter"
-            reporter.write(title, {k: best[k] for k in ("n", "miou", "ciou", "pointing_game")})
+            reporter.write(title, shown)
     return summary
 
 

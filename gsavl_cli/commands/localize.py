@@ -24,12 +24,12 @@ from gsavl_cli.viz.drawing import colourise, overlay as draw_overlay
 class LocalizeSettings:
     """Everything `gsavl localize` can be told about one frame per clip."""
 
-    checkpoint: Path
+    checkpoint: Path | None  # None: the training-free object prior (obj map only)
     time: float | None = None
     map_name: str = "avobj"
     sampler: SamplerChoice = field(default_factory=lambda: SamplerChoice("prob"))
     negatives: int = 0
-    segmenter: str = "sam"
+    segmenter: str | None = None  # None: the model's own mask head if it has one, else SAM
     sam_model: str = "vit_h"
     sam_checkpoint: Path | None = None
     mask_choice: str = "single"

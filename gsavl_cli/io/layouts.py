@@ -254,7 +254,18 @@ def detect_layout(source: Path) -> str:
         return "avsbench-semantic"
     if (source / "vggss.json").exists() or ((source / "frames").is_dir() and (source / "audio").is_dir()):
         return "vggsound"
+    if _vggsound_names(source):
+        return "vggsound"
     return "folder"
+
+
+_VGGSOUND_CLIP = re.compile(r"^[A-Za-z0-9_-]{11}_\d{6}$")
+
+
+def _vggsound_names(source: Path) -> bool:
+    """A flat folder whose videos are all named as VGGSound releases them: `{youtube id}_{start:06d}`."""
+    videos = [p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")]
+    return bool(videos) and all(_VGGSOUND_CLIP.match(p.stem) for p in videos)
 
 
 def read_subset(path: Path) -> set[str]:
@@ -322,35 +333,52 @@ def discover(
 NAMED_DATASETS = {
     "vggsound10k": "VGGSound-10K training clips (EZ-VSL's vggss_10k list)",
     "vggsound144k": "VGGSound-144K training clips",
+    "vggss": "VGG-Sound Source test clips with boxes",
     "avsbench-s4": "AVSBench-object S4 (train/val/test)",
     "avsbench-ms3": "AVSBench-object MS3 (train/val/test, several sound sources)",
-    "vggss": "VGG-Sound Source test clips with boxes",
+    "avsbench-semantic": "AVSBench-semantic (v1s, v1m, v2)",
 }
+STORE_OF = {"vggsound10k": "vggsound", "vggsound144k": "vggsound", "vggss": "vggsound"}
+"""Named datasets that are subsets of one preprocessed store (train applies the subset list)."""
+LAYOUT_NAMES = {"vggsound": "vggsound", "avsbench-s4": "avsbench-s4", "avsbench-ms3": "avsbench-ms3",
+                "avsbench-semantic": "avsbench-semantic"}
+SUBSET_NAMES = {"vggss_10k": "vggsound10k", "vggss_144k": "vggsound144k"}
 
 
-def data_dir() -> Path:
-    """Where named datasets' HDF5 files live: $GSAVL_DATA, else ~/.cache/gsavl/data."""
-    import os
-
-    return Path(os.environ.get("GSAVL_DATA", Path.home() / ".cache" / "gsavl" / "data"))
+def store_name(layout: str, source: Path, subset: str | None = None) -> str:
+    """The name `preprocess` registers a store under: the dataset's, or the folder's for plain videos."""
+    if subset in SUBSET_NAMES:
+        return SUBSET_NAMES[subset]
+    return LAYOUT_NAMES.get(layout) or (source.stem if source.is_file() else source.resolve().name)
 
 
 def resolve_dataset(name_or_path: str) -> Path:
-    """An HDF5 path as given, or a named dataset made earlier by `gsavl preprocess`."""
+    """An HDF5 path as given, or a dataset name registered by `gsavl preprocess` (see `gsavl datasets`)."""
+    from gsavl_cli.home import data_dir, named_stores
+
     path = Path(name_or_path)
     if path.suffix in (".h5", ".hdf5") or path.exists():
         if not path.exists():
             raise UsageError(f"no such data file: {path}", hint="make it with `gsavl preprocess SOURCE -o FILE.h5`")
         return path
-    if name_or_path not in NAMED_DATASETS:
-        raise UsageError(f"unknown dataset {name_or_path!r}", hint=f"pass an HDF5 file or one of: {', '.join(NAMED_DATASETS)}")
-    target = data_dir() / f"{name_or_path}.h5"
-    if not target.exists():
+    stores = named_stores()
+    for name in (name_or_path, STORE_OF.get(name_or_path)):
+        entry = stores.get(name) if name else None
+        if entry is None:
+            continue
+        if not entry.exists:
+            raise UsageError(f"dataset {name} names {entry.path}, which is gone",
+                             hint=f"run `gsavl preprocess SOURCE --name {name}` again")
+        return Path(entry.path)
+    known = ", ".join(sorted(stores)) or "none yet"
+    if name_or_path in NAMED_DATASETS:
         raise UsageError(
-            f"dataset {name_or_path} has not been preprocessed: {target} is missing",
-            hint=f"run `gsavl preprocess SOURCE -o {target}` (see docs/data.md)",
+            f"dataset {name_or_path} has not been preprocessed (named stores: {known})",
+            hint=f"run `gsavl preprocess SOURCE` on the dataset's folder (it registers the store), "
+            f"or place it at {data_dir() / (name_or_path + '.h5')}; see docs/data.md",
         )
-    return target
+    raise UsageError(f"unknown dataset {name_or_path!r} (named stores: {known})",
+                     hint="pass an HDF5 file, a name from `gsavl datasets`, or one of: " + ", ".join(NAMED_DATASETS))
 
 
 @dataclass(frozen=True)

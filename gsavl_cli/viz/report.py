@@ -45,10 +45,10 @@ class ReportWriter:
             write_png(self.folder / "thumbs" / f"{stem}_{name}.png", thumbnail(image, self.height))
         self.entries.append({"clip": clip_id, "stem": stem, "iou": iou})
 
-    def write(self, title: str, summary: dict[str, Any]) -> Path:
+    def write(self, title: str, results: list[dict[str, Any]]) -> Path:
+        """The page; its header table shows `results` (metrics.json entries) under metrics.json's own names."""
         rows = "\n".join(self._row(e) for e in self.entries)
-        facts = " · ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items() if v is not None)
-        page = _PAGE.format(title=html.escape(title), facts=html.escape(facts), rows=rows)
+        page = _PAGE.format(title=html.escape(title), summary=summary_table(results), rows=rows)
         path = self.folder / "report.html"
         write_atomic(path, page.encode("utf-8"))
         return path
@@ -60,14 +60,38 @@ class ReportWriter:
         return f'<tr><td>{html.escape(entry["clip"])}</td>{cells}<td data-v="{value or -1}">{value}</td></tr>'
 
 
+SUMMARY_KEYS = ("map", "sampler", "segmenter", "n", "miou", "fscore", "avsbench_miou", "avsbench_fmeasure", "ciou", "ap50",
+                "auc", "pointing_game")
+
+
+def summary_table(results: list[dict[str, Any]]) -> str:
+    """metrics.json entries as an HTML table: one row each, the keys as column names, the exact value in data-v."""
+    head = "".join(f"<th>{k}</th>" for k in SUMMARY_KEYS)
+    body = []
+    for result in results:
+        cells = []
+        for key in SUMMARY_KEYS:
+            value = result.get(key)
+            shown = "-" if value is None else f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+            exact = "" if value is None else html.escape(repr(value) if isinstance(value, float) else str(value))
+            cells.append(f'<td data-key="{key}" data-v="{exact}">{shown}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
-td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:middle}}
+td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:middle}} .note{{color:#555;max-width:60em}}
+#summary{{margin-bottom:1em}} #summary th{{cursor:default}}
 th{{cursor:pointer;background:#f4f4f4;position:sticky;top:0}} img{{display:block}}
 </style></head><body>
-<h1>{title}</h1><p>{facts}</p>
+<h1>{title}</h1>
+{summary}
+<p class="note">The rows are metrics.json's entries for what the table below shows. A row with no sampler scores the
+heatmap (cIoU at the median threshold, pointing game at its maximum); a row with a sampler scores the masks (miou, fscore;
+its ciou is the mask's cIoU, its pointing_game the share of positive prompts inside the ground truth).</p>
 <p>Click a column header to sort (IoU ascending shows the failures first).</p>
 <table id="t"><thead><tr><th>clip</th><th>frame</th><th>heatmap + prompts</th><th>predicted mask</th>
 <th>ground truth</th><th>IoU</th></tr></thead><tbody>
