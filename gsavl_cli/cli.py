@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gsavl_cli import __version__
@@ -86,7 +87,8 @@ def preprocess(
 
     Re-running the same command resumes: clips already in the file are skipped.
     """
-    from gsavl_cli.io.layouts import Ignored, discover, store_name
+    from gsavl_cli.io.files import guard_outputs
+    from gsavl_cli.io.layouts import VIDEO_SUFFIXES, Ignored, discover, store_name
     from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 
     if annotations is not None and not annotations.exists():
@@ -104,6 +106,10 @@ def preprocess(
         )
     if output is None:
         output = source.with_suffix(".h5") if source.is_file() else Path(f"{source.resolve().name}.h5")
+    guard_outputs({"-o": output}, {"source video": source if source.is_file() else None, "--annotations file": annotations,
+                                   "--subset list": subset if subset and Path(subset).is_file() else None},
+                  many_inputs=(p for c in clips for p in (c.video, c.audio, *(c.frame_files or ()), *c.mask_files.values()) if p),
+                  walked=[source] if source.is_dir() else [], video_suffixes=VIDEO_SUFFIXES)
     settings = make_settings(layout, _parse_times(frame_times), vggish_seconds)
     workers = workers or os.cpu_count() or 1
     info(f"[bold]{len(clips)}[/] clips ({layout}, split {split}) -> {output}")
@@ -188,10 +194,15 @@ def _report_preprocess(result: PreprocessResult) -> None:
 def inspect(
     file: Annotated[Path, typer.Argument(help="An HDF5 file written by `gsavl preprocess`.")],
     clips: Annotated[int, typer.Option(help="How many clips to list in detail (-1: all).")] = 10,
+    verify: Annotated[bool, typer.Option(help="Read and decode every clip's frames, audio and masks; list the damaged ones (exit 1 if any).")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print everything as JSON on stdout.")] = False,
 ) -> None:
     """Show a data file's settings, clip count, and each clip's arrays and annotations."""
     from gsavl_cli.io.store import open_store
+
+    if verify:
+        _verify_store(file, json_output)
+        return
 
     with open_store(file) as store:
         shown = store.ids if clips < 0 else store.ids[:clips]
@@ -216,6 +227,43 @@ def inspect(
     err.print(table)
 
 
+def _verify_store(file: Path, json_output: bool) -> None:
+    damaged = _damaged_clips(file)
+    if json_output:
+        print_json({"file": str(file), "damaged": [{"id": k, "reason": v} for k, v in damaged.items()]})
+    elif damaged:
+        table = Table("clip", "what is wrong", title=f"{file}: {len(damaged)} damaged clip(s)")
+        for clip_id, reason in damaged.items():
+            table.add_row(clip_id, reason)
+        out.print(table)
+    else:
+        out.print(f"{file}: every clip reads back")
+    if damaged:
+        raise typer.Exit(1)
+
+
+def _damaged_clips(file: Path) -> dict[str, str]:
+    """Every damaged clip of a store, with a progress bar (inspect --verify, --skip-bad)."""
+    from gsavl_cli.io.store import find_damaged, open_store
+
+    with open_store(file) as store:
+        total = len(store)
+    with progress() as bar:
+        task = bar.add_task(f"verify {file.name}", total=total, rate="")
+        return find_damaged(file, on_clip=lambda _id: bar.advance(task))
+
+
+def _skip_damaged(*files: Path | None) -> tuple[str, ...]:
+    """--skip-bad: the damaged clips of these stores, each named once on stderr."""
+    left_out: list[str] = []
+    for file in dict.fromkeys(f for f in files if f is not None):
+        for clip_id, reason in _damaged_clips(file).items():
+            err.print(f"[yellow]skipping[/] damaged clip {escape(clip_id)} of {escape(str(file))}: {escape(reason)}")
+            left_out.append(clip_id)
+    return tuple(left_out)
+
+
+SkipBadOpt = Annotated[bool, typer.Option(help="Verify the store first and leave out the clips whose bytes are damaged (each is named).")]
 SubsetOpt = Annotated[Optional[str], typer.Option(help="Only these clips: a file of ids, or vggss_10k, vggss_144k, vggss_heard_test, vggss_unheard_test.")]
 NAMED_SUBSETS = {"vggsound10k": "vggss_10k", "vggsound144k": "vggss_144k"}
 
@@ -278,6 +326,7 @@ def train(
     max_steps: Annotated[Optional[int], typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Write OUT/last.pt every N epochs and after the last (best.pt: whenever validation improves).")] = 1,
     subset: SubsetOpt = None,
+    skip_bad: SkipBadOpt = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the checkpoint path and every epoch's log as JSON on stdout.")] = False,
 ) -> None:
     """Train the audio-visual localizer, self-supervised (no labels needed), or SSL2AVS, supervised on masks."""
@@ -309,8 +358,13 @@ def train(
         patience=patience, resume=resume, device=resolve_device(), pretrained=pretrained,
         vggish_checkpoint=vggish_checkpoint, resnet_checkpoint=resnet_checkpoint, max_steps=max_steps, subset=subset,
         identity_init=identity_init, backbone_checkpoint=backbone_checkpoint, frames=frames,
-        augment=augment, checkpoint_every=checkpoint_every,
+        augment=augment, checkpoint_every=checkpoint_every, exclude=_skip_damaged(data, val) if skip_bad else (),
     )
+    from gsavl_cli.io.files import guard_outputs
+
+    guard_outputs({"--out": cfg.out, **{f"--out {name}": cfg.out / name for name in ("best.pt", "last.pt", "config.json", "metrics.jsonl")}},
+                  {"data file": data, "--val file": val, "--vggish-checkpoint": vggish_checkpoint,
+                   "--resnet-checkpoint": resnet_checkpoint, "--backbone-checkpoint": backbone_checkpoint})
     if not pretrained:
         info("[yellow]note:[/] --no-pretrained: encoders start from random weights")
     if val is not None and not val.exists():
@@ -413,8 +467,8 @@ def evaluate_command(
     checkpoint: CheckpointOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for metrics.json, per_sample.csv and the report.")] = Path("eval"),
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
-    frames: Annotated[FrameMode, typer.Option(help="first: each clip's first frame (GSAVL protocol); all: every annotated frame with its own audio window (AVS benchmark).")] = FrameMode.first,
-    maps: Annotated[str, typer.Option("--map", help="Heatmaps, comma-separated: av, obj, avobj.")] = "av,obj,avobj",
+    frames: Annotated[FrameMode, typer.Option(help="first: each clip's first frame (GSAVL protocol; its AVS M_J / M_F are not the benchmark's); all: every annotated frame with its own audio window (the AVS benchmark's M_J / M_F, one video per batch).")] = FrameMode.first,
+    maps: Annotated[Optional[str], typer.Option("--map", help="Heatmaps, comma-separated: av, obj, avobj (default: all three; av alone for a model with its own mask).", show_default=False)] = None,
     sampler: SamplerOpt = "naive,grid,prob",
     param: ParamOpt = None,
     segmenter: SegmenterOpt = None,
@@ -431,9 +485,10 @@ def evaluate_command(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N clips.")] = None,
     subset: SubsetOpt = None,
     embedding_cache: Annotated[Optional[Path], typer.Option(help="HDF5 file caching SAM image embeddings across runs.")] = None,
-    save_heatmaps: Annotated[Optional[Path], typer.Option(help="HDF5 file of every sample's float heatmaps (float16, KEY/MAP).")] = None,
+    save_heatmaps: Annotated[Optional[Path], typer.Option(help="HDF5 file of every sample's float32 heatmaps (KEY/MAP), exactly the maps that were scored.")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html: frame, heatmap + prompts, predicted mask, ground truth; sortable by IoU.")] = False,
     prior_checkpoint: PriorCkptOpt = None,
+    skip_bad: SkipBadOpt = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
 ) -> None:
     """Evaluate heatmaps and masks: IoU/F (AVSBench), cIoU/AP50/AUC (VGG-SS), pointing game."""
@@ -441,9 +496,9 @@ def evaluate_command(
     from gsavl_cli.console import resolve_device
     from gsavl_cli.io.layouts import resolve_dataset
 
-    chosen_maps = _parse_maps(maps)
+    chosen_maps = _parse_maps(maps) if maps is not None else None
     data = resolve_dataset(dataset)
-    checkpoint = _choose_checkpoint(checkpoint, chosen_maps)
+    checkpoint = _choose_checkpoint(checkpoint, chosen_maps or ())
     settings = EvalSettings(
         data=data, checkpoint=checkpoint, out=out, split=split, frames=frames,
         maps=chosen_maps, samplers=_sampler_choices(sampler, param), segmenter=segmenter.value if segmenter else None,
@@ -451,10 +506,17 @@ def evaluate_command(
         cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, negatives=negatives, alpha=alpha,
         align_corners=align_corners, audio=audio, batch_size=batch_size, limit=limit, subset=subset,
         embedding_cache=embedding_cache, save_heatmaps=save_heatmaps, report=report, resnet_checkpoint=prior_checkpoint,
-        device=resolve_device(), seed=OPTIONS.seed,
+        device=resolve_device(), seed=OPTIONS.seed, exclude=_skip_damaged(data) if skip_bad else (),
     )
+    from gsavl_cli.io.files import guard_outputs
+
+    guard_outputs({"--out": out, **{f"--out {name}": out / name for name in ("metrics.json", "per_sample.csv", "report.html")},
+                   "--save-heatmaps": save_heatmaps, "--embedding-cache": embedding_cache},
+                  {"data file": data, "checkpoint": checkpoint, "--sam-checkpoint": sam_checkpoint, "--resnet-checkpoint": prior_checkpoint})
     result = run_evaluation(settings, progress=progress)
     _print_results(result["results"], title=f"{dataset} · {result['settings']['n_clips']} clips · audio {audio.value}")
+    if frames == FrameMode.first and any(r.get("avsbench_miou") is not None for r in result["results"]):
+        info("[yellow]note:[/] AVS M_J / M_F here score each clip's first frame only; the benchmark's numbers need --frames all")
     written = [out / "metrics.json", out / "per_sample.csv"] + ([out / "report.html"] if report else []) + ([save_heatmaps] if save_heatmaps else [])
     info("wrote " + ", ".join(str(p) for p in written))
     if json_output:
@@ -502,7 +564,7 @@ def localize(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Mask PNG for a single clip (default: CLIP.mask.png).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option(help="Folder for the masks of several clips (CLIP.mask.png ...).")] = None,
     time_: Annotated[Optional[float], typer.Option("--time", min=0.0, help="Frame time in seconds, its audio window centred on it (default: the first frame with the clip-level audio, as eval).")] = None,
-    map_: Annotated[MapName, typer.Option("--map", help="Heatmap to prompt from: av, obj or avobj (paper).")] = MapName.avobj,
+    map_: Annotated[Optional[MapName], typer.Option("--map", help="Heatmap to prompt from: av, obj or avobj (default: avobj, the paper's; av for a model with its own mask).", show_default=False)] = None,
     sampler: SamplerOpt = "prob",
     param: ParamOpt = None,
     negatives: NegativesOpt = 0,
@@ -529,9 +591,15 @@ def localize(
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Find the sounding object in a clip and write its pixel mask (one frame, or the whole video with --every / --all-frames)."""
-    from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
+    from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, expand_clips, localize_clips
     from gsavl_cli.console import resolve_device
+    from gsavl_cli.io.files import guard_outputs
+    from gsavl_cli.io.layouts import VIDEO_SUFFIXES
 
+    guard_outputs({"-o": output, "--out-dir": out_dir, "--overlay": overlay, "--heatmap": heatmap, "--heatmap-npy": heatmap_npy,
+                   "--json-file": json_file, "--video": video, "--masks": masks, "--mask-pngs": mask_pngs, "--timeline": timeline},
+                  {"checkpoint": checkpoint, "--sam-checkpoint": sam_checkpoint, "--resnet-checkpoint": prior_checkpoint},
+                  many_inputs=expand_clips(clips), walked=[c for c in clips if c.is_dir()], video_suffixes=VIDEO_SUFFIXES)
     if every is not None or all_frames or any((video, masks, mask_pngs, timeline, smooth)):
         _localize_video(clips, checkpoint, time_=time_, every=every, all_frames=all_frames, map_=map_, sampler=sampler, param=param,
                         negatives=negatives, segmenter=segmenter, sam_model=sam_model, sam_checkpoint=sam_checkpoint,
@@ -541,7 +609,7 @@ def localize(
         return
 
     settings = LocalizeSettings(
-        checkpoint=_choose_checkpoint(checkpoint, (map_.value,)), time=time_, map_name=map_.value,
+        checkpoint=_choose_checkpoint(checkpoint, (map_.value,) if map_ else ()), time=time_, map_name=map_.value if map_ else None,
         sampler=_sampler_choices(sampler, param)[0], negatives=negatives, segmenter=segmenter.value if segmenter else None, sam_model=sam_model.value, sam_checkpoint=sam_checkpoint,
         mask_choice=mask_choice.value, cascade_rounds=cascade_rounds, cascade_threshold=cascade_threshold, alpha=alpha,
         align_corners=align_corners, resnet_checkpoint=prior_checkpoint, device=resolve_device(), seed=OPTIONS.seed,
@@ -574,20 +642,23 @@ def _localize_video(clips: list[Path], checkpoint: Path | None, *, time_: float 
     choice = _sampler_choices(options["sampler"], options["param"])[0]
     segmenter = options["segmenter"]
     settings = LocalizeSettings(
-        checkpoint=_choose_checkpoint(checkpoint, (options["map_"].value,)), map_name=options["map_"].value, sampler=choice,
+        checkpoint=_choose_checkpoint(checkpoint, (options["map_"].value,) if options["map_"] else ()),
+        map_name=options["map_"].value if options["map_"] else None, sampler=choice,
         negatives=options["negatives"], segmenter=segmenter.value if segmenter else None, sam_model=options["sam_model"].value, sam_checkpoint=options["sam_checkpoint"],
         mask_choice=options["mask_choice"].value, cascade_rounds=options["cascade_rounds"],
         cascade_threshold=options["cascade_threshold"], alpha=options["alpha"], align_corners=options["align_corners"],
         resnet_checkpoint=options["prior_checkpoint"], device=resolve_device(), seed=OPTIONS.seed,
     )
     video = VideoSettings(
-        every=every, map_name=settings.map_name, sampler=choice, seed=OPTIONS.seed, negatives=settings.negatives,
+        every=every, sampler=choice, seed=OPTIONS.seed, negatives=settings.negatives,
         mask_choice=settings.mask_choice, cascade_rounds=settings.cascade_rounds, cascade_threshold=settings.cascade_threshold,
         smooth=options["smooth"], video=options["video"], masks=options["masks"], mask_pngs=options["mask_pngs"],
         timeline=options["timeline"],
     )
     video.check()
-    summary = localize_video(clips[0], make_predictor(settings), video, progress=progress)
+    predictor = make_predictor(settings)
+    video.map_name = settings.map_name or predictor.default_map
+    summary = localize_video(clips[0], predictor, video, progress=progress)
     written = [str(p) for p in (video.video, video.masks, video.mask_pngs, video.timeline) if p]
     info(f"{clips[0]}: {summary['frames']} frames at {summary['frames_per_second'] or 0:.2f} frames/s -> {', '.join(written)}")
     if options["json_output"]:

@@ -26,7 +26,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from gsavl_cli.errors import GsavlError
+from rich.markup import escape
+
+from gsavl_cli.errors import GsavlError, unwrap_worker_message
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
@@ -60,9 +62,9 @@ def handle_errors(func: F) -> F:
         except GsavlError as exc:
             if OPTIONS.verbose:
                 err.print(traceback.format_exc(), markup=False)
-            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            err.print(f"[bold red]error:[/] {escape(unwrap_worker_message(str(exc)))}", markup=True)
             if exc.hint:
-                err.print(f"[dim]hint:[/] {exc.hint}")
+                err.print(f"[dim]hint:[/] {escape(exc.hint)}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
@@ -71,14 +73,14 @@ def handle_errors(func: F) -> F:
             if OPTIONS.verbose:
                 err.print(traceback.format_exc(), markup=False)
             where = f": {exc.filename}" if exc.filename else ""
-            err.print(f"[bold red]error:[/] {exc.strerror or exc}{where}")
+            err.print(f"[bold red]error:[/] {escape(str(exc.strerror or exc))}{escape(where)}")
             raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a broken invariant: a bug, reported as one, never a user mistake
             if OPTIONS.verbose:
                 err.print(traceback.format_exc(), markup=False)
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", markup=False)
+            err.print(f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
             err.print("[dim]hint:[/] this is a bug in gsavl; run again with -v for the traceback and report it")
             raise typer.Exit(1) from None
 

@@ -143,11 +143,13 @@ NO_MODEL = ("no trained model to use: pass --checkpoint FILE, train one with `gs
 def choose_checkpoint(given: Path | None, maps: tuple[str, ...]) -> tuple[Path | None, TrainedRun | None]:
     """The checkpoint a command uses: the given one; none for the `obj` map alone; else the latest run.
 
+    `maps` are the maps asked for (empty: the command's default, which needs a model).
+
     Returns (checkpoint, run it came from when it was not given).
     """
     if given is not None:
         return Path(given), None
-    if set(maps) <= {"obj"}:
+    if maps and set(maps) <= {"obj"}:
         return None, None
     run = latest_run()
     if run is None:

@@ -150,7 +150,7 @@ def f_measure_soft(prob_map: Any, gt: Any, beta2: float = 0.3, n_thresholds: int
 # IoU still works, and the F sweep sees two levels, i.e. max(F(all pixels), F(mask)).
 
 AVS_BATCH_FRAMES = 5
-"""Frames per test batch in AVSBench's loader: one video of 5 frames (AVSegFormer: 4 videos, 20)."""
+"""Frames per test batch in AVSBench's loader: one video of 5 frames (AVSegFormer's released S4 / MS3 configs: 2 videos, 10, scored at 512x512)."""
 
 _SIGMOID_0 = float(torch.sigmoid(torch.tensor(0.0)))  # 0.5: the level of a hard mask's background
 _SIGMOID_1 = float(torch.sigmoid(torch.tensor(1.0)))  # 0.731: the level of its foreground
@@ -273,7 +273,7 @@ def avsbench_from_rows(rows: Sequence[dict], videos_per_batch: int = 1, beta2: f
     "gt_fraction" (|G| / (H*W) of the frame's ground truth) plus either "fscore" (the
     hard mask's own `f_measure`, scored as the benchmark scores a 0/1 mask given as
     logits) or "f_curve" (255 values of `f_measure_curve`). Batches are
-    `videos_per_batch` consecutive videos in first-seen order (AVSBench: 1; AVSegFormer: 4).
+    `videos_per_batch` consecutive videos in first-seen order (AVSBench: 1; AVSegFormer's released S4 / MS3 configs: 2).
 
     Returns {"avsbench_miou", "avsbench_fmeasure", "frame_fmeasure", "batches"}; a
     score is None when the rows lack what it needs. "miou" of `summarize` is the

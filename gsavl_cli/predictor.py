@@ -28,7 +28,7 @@ import torch
 
 from gsavl_cli import samplers
 from gsavl_cli.data import features
-from gsavl_cli.errors import GsavlError, UsageError
+from gsavl_cli.errors import GsavlError, UsageError, WeightsError
 from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES, Localizer, ModelConfig, build_object_prior, coarse_maps, full_maps, load_checkpoint
 from gsavl_cli.model.checkpoint import DEFAULT_FAMILY
 from gsavl_cli.model.config import check_choice
@@ -217,6 +217,29 @@ class Predictor:
                    resnet_checkpoint=resnet_checkpoint, pretrained_prior=pretrained_prior, family=family)
 
     @property
+    def own_mask(self) -> bool:
+        """Whether masks come from the model's own head (no prompts, no SAM)."""
+        return isinstance(self.segmenter, OwnMask)
+
+    @property
+    def default_map(self) -> str:
+        """The map a command prompts from unless told: the model's own for an own-mask model, else the paper's avobj."""
+        return "av" if self.own_mask else "avobj"
+
+    @property
+    def default_maps(self) -> tuple[str, ...]:
+        """The maps `eval` scores unless told; an own-mask model needs no object prior for them."""
+        return ("av",) if self.own_mask else MAP_NAMES
+
+    def _prior_for(self, maps: tuple[str, ...]) -> ObjectPrior:
+        try:
+            return self.prior
+        except WeightsError as exc:
+            asked = ", ".join(m for m in maps if m in ("obj", "avobj"))
+            raise WeightsError(f"the {asked} map (--map {asked}) needs the object prior's weights: {exc}",
+                               hint=exc.hint) from None
+
+    @property
     def prior(self) -> ObjectPrior:
         """The frozen object prior, loaded on first use (only the obj/avobj maps need it)."""
         if self._prior is None:
@@ -285,13 +308,13 @@ class Predictor:
             else torch.stack([c.audio for c in todo])
         wanted = tuple(m for m in ("av", "obj") if m in need)
         if self.family == "localizer":
-            found = coarse_maps(self.localizer, self.prior if "obj" in need else None, images, audio.to(self.device), lengths, wanted)
+            found = coarse_maps(self.localizer, self._prior_for(maps) if "obj" in need else None, images, audio.to(self.device), lengths, wanted)
         else:  # a segmentation model: its localization heatmap is the av map, its mask logits come along
             with torch.no_grad():
                 out = self.localizer.predict(images, audio.to(self.device), lengths)
             found = {"av": out["heatmap"], "mask": out["mask_logits"]}
             if "obj" in need:
-                found.update(coarse_maps(None, self.prior, images, None, None, ("obj",)))
+                found.update(coarse_maps(None, self._prior_for(maps), images, None, None, ("obj",)))
         for k, clip in enumerate(todo):
             clip.coarse.update({name: maps_[k : k + 1] for name, maps_ in found.items()})
 
@@ -344,7 +367,7 @@ class Predictor:
         it are returned (`rounds` = rounds run).
         """
         current = self._current(clip)
-        if isinstance(self.segmenter, OwnMask):
+        if self.own_mask:
             return self._own_mask(current, map)
         if cascade_rounds < 1:
             raise UsageError(f"cascade rounds must be >= 1, got {cascade_rounds}")

@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,8 @@ def torch_load(path: Path) -> Any:
     if not path.is_file():
         raise WeightsError(f"file not found: {path}", hint="check the path")
     try:
-        with torch.serialization.safe_globals(_NUMPY_SCALARS):
+        with torch.serialization.safe_globals(_NUMPY_SCALARS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on foreign pickle protocols; the error below says it
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for a file that is not its own
         raise WeightsError(

@@ -37,6 +37,18 @@ def synthetic_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(root, config, render_world(root, config))
 
 
+@pytest.fixture(scope="session")
+def s4_store(synthetic_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic world preprocessed as AVSBench S4, one log-mel example per clip (fast to train on)."""
+    from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+    from gsavl_cli.io.layouts import discover
+
+    out = tmp_path_factory.mktemp("s4") / "s4.h5"
+    layout, clips = discover(synthetic_world.root, "avsbench-s4")
+    run_preprocess(clips, out, make_settings(layout, vggish_seconds=0.96))
+    return out
+
+
 @pytest.fixture
 def tiny_clip(tmp_path: Path) -> Callable[..., RenderedClip]:
     """Factory: `tiny_clip("name.mp4", seconds=1.0, audio=False, ...)` renders into tmp_path."""

@@ -69,3 +69,19 @@ def test_demo_refuses_bad_counts_before_doing_any_work(tmp_path, option):
     result = runner.invoke(app, ["demo", str(tmp_path / "out"), *option])
     assert result.exit_code == 2 and "the demo needs at least" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_silent_audio_scores_well_below_the_real_audio_on_the_demo_world(demo, tmp_path):
+    """The `--audio silent` control of a model that listens: same clips, same checkpoint, no sound."""
+    folder, summary = demo
+    scores = {}
+    for audio in ("normal", "silent"):
+        result = runner.invoke(app, ["-q", "eval", "--dataset", str(folder / "world.h5"), "--checkpoint", summary["outputs"]["checkpoint"],
+                                     "--map", "av", "--sampler", "prob", "--segmenter", "region", "--audio", audio,
+                                     "--out", str(tmp_path / audio), "--json"])
+        assert result.exit_code == 0, result.output
+        heat = next(r for r in json.loads(result.stdout)["results"] if r["sampler"] is None)
+        scores[audio] = heat["pointing_game"]
+    assert scores["normal"] == pytest.approx(summary["trained"]["pointing_game"])
+    assert scores["silent"] <= 0.6 * scores["normal"], scores

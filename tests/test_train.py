@@ -14,20 +14,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from gsavl_cli.io.layouts import discover
 from gsavl_cli.errors import UsageError
 from gsavl_cli.model import config_from_preset, load_checkpoint
-from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.commands.preprocess import make_settings
 from gsavl_cli.commands.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def small_h5(synthetic_world, tmp_path_factory) -> Path:
-    """The synthetic world with one log-mel example per clip (fast to train on)."""
-    out = tmp_path_factory.mktemp("train") / "w.h5"
-    layout, clips = discover(synthetic_world.root, "avsbench-s4")
-    run_preprocess(clips, out, make_settings(layout, vggish_seconds=0.96))
-    return out
+def small_h5(s4_store) -> Path:
+    return s4_store
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from queue import Queue
@@ -60,7 +60,7 @@ class EvalSettings:
     out: Path = Path("eval")
     split: str | None = "test"
     frames: FrameMode = FrameMode.first
-    maps: tuple[str, ...] = MAP_NAMES
+    maps: tuple[str, ...] | None = MAP_NAMES  # None: the predictor's default (av alone for a model with its own mask)
     samplers: list[SamplerChoice] = field(default_factory=default_samplers)
     segmenter: str | None = None  # None: the model's own mask head if it has one, else SAM
     sam_model: str = "vit_h"
@@ -82,6 +82,7 @@ class EvalSettings:
     pretrained_prior: bool = True
     device: str = "cpu"
     seed: int = 123
+    exclude: tuple[str, ...] = ()  # clip ids left out (`--skip-bad`: the damaged ones)
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=lambda v: v.value if isinstance(v, Enum) else str(v)))
@@ -210,7 +211,7 @@ def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, setti
                      "gt_fraction": float(gt_protocol.mean())})
         visuals["heatmaps"][map_name] = heat.float().cpu().numpy()
         if heat_out is not None:
-            heat_out.create_dataset(f"{hdf5_name(sample.key)}/{map_name}", data=visuals["heatmaps"][map_name].astype(np.float16),
+            heat_out.create_dataset(f"{hdf5_name(sample.key)}/{map_name}", data=visuals["heatmaps"][map_name].astype(np.float32),
                                     compression="gzip")
         own_mask = predictor.segmenter.name == "model"  # a segmentation model: one mask, no sampler
         if own_mask and map_name != settings.maps[0]:
@@ -363,11 +364,12 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     rank, world, device = init_distributed(settings.device)
     start = time.perf_counter()
     all_ids = validation_ids(settings.data, settings.split)
-    ids = filter_subset(all_ids, settings.subset)[: settings.limit]
+    ids = [i for i in filter_subset(all_ids, settings.subset) if i not in settings.exclude][: settings.limit]
     if not ids:
         raise UsageError(f"no annotated clips of {settings.data} are in subset {settings.subset}", hint="check --subset and --split")
     partners = audio_partners(ids, settings.seed) if settings.audio == AudioMode.shuffled else {}
     predictor = make_predictor(settings, device)
+    settings = replace(settings, maps=settings.maps or predictor.default_maps)
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)
     samplers_ = settings.samplers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ class LocalizeSettings:
 
     checkpoint: Path | None  # None: the training-free object prior (obj map only)
     time: float | None = None
-    map_name: str = "avobj"
+    map_name: str | None = None  # None: the predictor's default (avobj; av for a model with its own mask)
     sampler: SamplerChoice = field(default_factory=lambda: SamplerChoice("prob"))
     negatives: int = 0
     segmenter: str | None = None  # None: the model's own mask head if it has one, else SAM
@@ -118,6 +118,7 @@ def localize_clips(clips: list[Path], settings: LocalizeSettings, outputs: Local
     if not single and outputs.output is not None:
         raise UsageError("-o names one mask, but several clips were given", hint="use --out-dir for several clips")
     predictor = make_predictor(settings)
+    settings = replace(settings, map_name=settings.map_name or predictor.default_map)
     summaries = []
     with progress() as bar:
         task = bar.add_task("localize", total=len(paths), rate="")

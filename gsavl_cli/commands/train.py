@@ -66,6 +66,7 @@ class TrainConfig:
     frames: str = "all"  # ssl2avs: every frame of a clip (AVSegFormer) or only the annotated ones (faster)
     augment: bool = False  # ssl2avs: random flip + crop of each clip (not AVSegFormer's protocol; small data)
     checkpoint_every: int = 1  # write last.pt every N epochs and at the end (best.pt whenever validation improves)
+    exclude: tuple[str, ...] = ()  # clip ids left out (`--skip-bad`: the damaged ones)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -164,9 +165,9 @@ def _check_out(out: Path) -> None:
         raise UsageError(f"cannot write to {out}: {exc.strerror}", hint="choose another --out folder") from None
 
 
-def _train_ids(path: Path, split: str, subset: str | None) -> list[str]:
+def _train_ids(path: Path, split: str, subset: str | None, exclude: tuple[str, ...] = ()) -> list[str]:
     with open_store(path) as store:
-        ids = filter_subset(store.split_ids(split), subset)
+        ids = [i for i in filter_subset(store.split_ids(split), subset) if i not in exclude]
         splits = sorted({str(store.meta(i).get("split")) for i in store.ids})
     if not ids:
         where = f"split {split!r}" + (f" and subset {subset}" if subset else "")
@@ -318,12 +319,12 @@ def _localizer_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
     cfg.lr = LOCALIZER_LR if cfg.lr is None else cfg.lr
     with open_store(cfg.data) as store:
         layout = str(store.settings.get("layout", "folder"))
-    dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.audio_encoder, train_transform_for(layout, cfg.model.image_size))
+    dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude), cfg.model.audio_encoder, train_transform_for(layout, cfg.model.image_size))
     if len(dataset) < 2:
         raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
     from gsavl_cli.commands.evaluate import heatmap_metrics, validation_ids  # evaluation builds on training's modules
 
-    val_ids = validation_ids(cfg.val, cfg.val_split) if cfg.val is not None else []
+    val_ids = [i for i in validation_ids(cfg.val, cfg.val_split) if i not in cfg.exclude] if cfg.val is not None else []
     model = _on_device(build_localizer(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint,
                                        resnet_checkpoint=cfg.resnet_checkpoint, identity_image_init=cfg.identity_init), cfg.device)
     optimizer = torch.optim.Adam(_trainable(model), lr=cfg.lr)
@@ -340,7 +341,7 @@ def _segmentation_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
     if cfg.identity_init or cfg.resnet_checkpoint:
         raise UsageError("--identity-init and --resnet-checkpoint belong to the localizer", hint="for ssl2avs pass --backbone-checkpoint")
     cfg.lr = seg.DEFAULT_LR if cfg.lr is None else cfg.lr
-    dataset = seg.segmentation_dataset(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset), cfg.model.image_size, cfg.frames, cfg.augment)
+    dataset = seg.segmentation_dataset(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude), cfg.model.image_size, cfg.frames, cfg.augment)
     val_path = cfg.val or cfg.data
     val_ids = seg.segmentation_val_ids(val_path, cfg.val_split, required=cfg.val is not None or cfg.val_split is not None)
     model = _on_device(build_ssl2avs(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,14 @@ import h5py
 import numpy as np
 
 from gsavl_cli import __version__
-from gsavl_cli.errors import UsageError
+from gsavl_cli.errors import DamagedClipError, UsageError
 from gsavl_cli.io.media import decode_image, encode_image
 
 SCHEMA_VERSION = 1
 _CLIPS = "clips"
 _ARRAYS = ("waveform", "vggish", "spectrogram", "masks", "boxes")
+WAVEFORM_LIMIT = 100.0
+"""Decoded audio lies in [-1, 1]; stored samples far beyond it are damaged bytes, not sound."""
 
 
 @dataclass
@@ -190,8 +192,8 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
 
     def __getitem__(self, clip_id: str) -> dict[str, np.ndarray]:
         group = self._group(clip_id)
-        item = {name: group[name][()] for name in _ARRAYS if name in group}
-        item["frames"] = np.stack([decode_image(bytes(b)) for b in group["frames"][()]])
+        item = {name: self._array(clip_id, group, name) for name in _ARRAYS if name in group}
+        item["frames"] = self._frames(clip_id, group)
         item["frame_times"] = np.asarray(group.attrs["frame_times"])
         if "mask_frames" in group.attrs:
             item["mask_frames"] = np.asarray(group.attrs["mask_frames"])
@@ -203,14 +205,53 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
         out: dict[str, np.ndarray] = {}
         for name in names:
             if name == "frames":
-                out[name] = np.stack([decode_image(bytes(b)) for b in group["frames"][()]])
+                out[name] = self._frames(clip_id, group)
             elif name == "first_frame":
-                out[name] = decode_image(bytes(group["frames"][0]))
+                out[name] = self._frames(clip_id, group, first=True)[0]
             elif name in group:
-                out[name] = group[name][()]
+                out[name] = self._array(clip_id, group, name)
             elif name in group.attrs:
                 out[name] = np.asarray(group.attrs[name])
         return out
+
+    def _damaged(self, clip_id: str, what: str) -> DamagedClipError:
+        return DamagedClipError(f"damaged clip {clip_id!r} in {self.path}: {what}", clip=clip_id, reason=what)
+
+    def _array(self, clip_id: str, group: h5py.Group, name: str) -> np.ndarray:
+        """One stored array, checked: unreadable bytes and non-finite or impossible values name the clip."""
+        try:
+            value = group[name][()]
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise self._damaged(clip_id, f"{name} cannot be read ({exc})") from None
+        if value.dtype.kind == "f":
+            if not np.isfinite(value).all():
+                raise self._damaged(clip_id, f"{name} holds non-finite values (NaN or infinity)")
+            if name == "waveform" and value.size and float(np.abs(value).max()) > WAVEFORM_LIMIT:
+                raise self._damaged(clip_id, f"waveform reaches {float(np.abs(value).max()):.3g}, far outside [-1, 1]")
+        return value
+
+    def _frames(self, clip_id: str, group: h5py.Group, first: bool = False) -> np.ndarray:
+        try:
+            encoded = [group["frames"][0]] if first else list(group["frames"][()])
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise self._damaged(clip_id, f"frames cannot be read ({exc})") from None
+        frames = []
+        for i, data in enumerate(encoded):
+            try:
+                frames.append(decode_image(bytes(data)))
+            except Exception as exc:  # the image decoder's own words say what is broken
+                raise self._damaged(clip_id, f"frame {i} does not decode ({type(exc).__name__}: {exc})") from None
+        if not frames:
+            raise self._damaged(clip_id, "no frames")
+        return np.stack(frames)
+
+    def verify(self, clip_id: str) -> str | None:
+        """Reads and decodes everything of one clip; the reason it is damaged, or None."""
+        try:
+            self[clip_id]
+        except DamagedClipError as exc:
+            return exc.reason
+        return None
 
     def meta(self, clip_id: str) -> dict[str, Any]:
         group = self._group(clip_id)
@@ -222,7 +263,7 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
         shapes = {name: (group[name].shape, str(group[name].dtype)) for name in group}
         frames = group["frames"]
         if len(frames):
-            first = decode_image(bytes(frames[0]))
+            first = self._frames(clip_id, group, first=True)[0]
             shapes["frames"] = ((len(frames), *first.shape), "uint8")
         return shapes
 
@@ -253,6 +294,19 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
         state["_file"] = None
         state["_pid"] = -1
         return state
+
+
+def find_damaged(path: str | Path, ids: list[str] | None = None, on_clip: Callable[[str], None] | None = None) -> dict[str, str]:
+    """Every clip of `ids` (default: all) whose arrays or frames do not read back: clip id -> what is wrong."""
+    damaged = {}
+    with open_store(path) as store:
+        for clip_id in store.ids if ids is None else ids:
+            reason = store.verify(clip_id)
+            if reason is not None:
+                damaged[clip_id] = reason
+            if on_clip is not None:
+                on_clip(clip_id)
+    return damaged
 
 
 def open_store(path: str | Path) -> Store:
