@@ -386,7 +386,7 @@ def train(
             if log.val is None:
                 val_text = ""
             elif segmentation:
-                val_text = f" · val mIoU {log.val['miou']:.4f} F {log.val['fscore'] or 0:.4f}{' (best)' if log.best else ''}"
+                val_text = f" · val mIoU {log.val['miou']:.4f} best-threshold F {log.val['best_threshold_f'] or 0:.4f}{' (best)' if log.best else ''}"
             else:
                 val_text = f" · val cIoU {log.val['ciou']:.4f} AUC {log.val['auc']:.4f}{' (best)' if log.best else ''}"
             info(f"epoch {log.epoch}: loss {log.loss:.4f} · {log.samples_per_s:.1f} samples/s{val_text}")
@@ -482,6 +482,7 @@ def evaluate_command(
     align_corners: AlignOpt = True,
     audio: Annotated[AudioMode, typer.Option(help="normal; silent (no sound); shuffled (each clip hears another clip's audio): shows how much a result depends on the sound.")] = AudioMode.normal,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per batch through the encoders.")] = 8,
+    videos_per_batch: Annotated[int, typer.Option(min=1, help="Videos per batch of the AVS benchmark's M_J / M_F, batched in the dataset's own order (AVSBench's test.py: 1; its released test script and AVSegFormer's configs pass more). M_F depends on it.")] = 1,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N clips.")] = None,
     subset: SubsetOpt = None,
     embedding_cache: Annotated[Optional[Path], typer.Option(help="HDF5 file caching SAM image embeddings across runs.")] = None,
@@ -507,6 +508,7 @@ def evaluate_command(
         align_corners=align_corners, audio=audio, batch_size=batch_size, limit=limit, subset=subset,
         embedding_cache=embedding_cache, save_heatmaps=save_heatmaps, report=report, resnet_checkpoint=prior_checkpoint,
         device=resolve_device(), seed=OPTIONS.seed, exclude=_skip_damaged(data) if skip_bad else (),
+        videos_per_batch=videos_per_batch,
     )
     from gsavl_cli.io.files import guard_outputs
 
@@ -543,11 +545,11 @@ def _fmt(value: object) -> str:
 def _print_results(results: list[dict], title: str) -> None:
     if OPTIONS.quiet:
         return
-    table = Table("map", "sampler", "segmenter", "n", "mIoU %", "F %", "AVS M_J %", "AVS M_F %", "cIoU %", "AP50 %", "AUC %",
+    table = Table("map", "sampler", "segmenter", "n", "mIoU %", "mask F %", "AVS M_J %", "AVS M_F %", "cIoU %", "AP50 %", "AUC %",
                   "pointing %", title=title, caption="AVS M_J / M_F: the AVS benchmark's batch-level metrics (one video per batch)")
     for r in results:
         table.add_row(r["map"], r["sampler"] or "(heatmap)", r["segmenter"] or "-", str(r["n"]),
-                      *(_fmt(r.get(k)) for k in ("miou", "fscore", "avsbench_miou", "avsbench_fmeasure", "ciou", "ap50", "auc", "pointing_game")))
+                      *(_fmt(r.get(k)) for k in ("miou", "mask_f", "avsbench_miou", "avsbench_fmeasure", "ciou", "ap50", "auc", "pointing_game")))
     err.print(table)
 
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics of the two benchmarks GSAVL reports (METHOD.md §6).
+"""Evaluation metrics of the two benchmarks GSAVL reports (docs/results.md).
 
 - AVSBench (S4/MS3): mask IoU (M_J) and F-score with beta^2 = 0.3 (M_F), following
   the official AVSBench `utility.py` (`mask_iou`, `Eval_Fmeasure`). Two families, named
@@ -139,7 +139,7 @@ def f_measure_soft(prob_map: Any, gt: Any, beta2: float = 0.3, n_thresholds: int
 
 # ---------------------------------------------------------------- AVSBench, as the benchmark computes it
 #
-# The benchmark's own numbers (METHOD.md §11) are BATCH metrics: M_J averages per-frame
+# The benchmark's own numbers (docs/results.md, "AVSBench's official metrics") are BATCH metrics: M_J averages per-frame
 # IoU over a test batch and then over batches; M_F averages per-frame F curves over a
 # batch, takes the best threshold PER BATCH, then averages over batches. With one
 # video of 5 frames per batch (AVSBench's test loader) M_J equals the frame mean when
@@ -260,9 +260,9 @@ def _row_curve(row: dict, beta2: float) -> np.ndarray | None:
     """A row's F curve: its own "f_curve", else the hard-mask curve; None if it cannot be built."""
     if row.get("f_curve") is not None:
         return np.asarray(row["f_curve"], dtype=float)
-    if row.get("fscore") is None or row.get("gt_fraction") is None:
+    if row.get("mask_f") is None or row.get("gt_fraction") is None:
         return None
-    return hard_mask_f_curve(float(row["fscore"]), float(row["gt_fraction"]), beta2)
+    return hard_mask_f_curve(float(row["mask_f"]), float(row["gt_fraction"]), beta2)
 
 
 def avsbench_from_rows(rows: Sequence[dict], videos_per_batch: int = 1, beta2: float = 0.3) -> dict[str, Any]:
@@ -270,7 +270,7 @@ def avsbench_from_rows(rows: Sequence[dict], videos_per_batch: int = 1, beta2: f
 
     `rows`: one dict per evaluated frame of ONE method (one map x sampler x segmenter),
     with "clip" (the video), "iou" (`mask_iou` of the predicted mask) and, for M_F,
-    "gt_fraction" (|G| / (H*W) of the frame's ground truth) plus either "fscore" (the
+    "gt_fraction" (|G| / (H*W) of the frame's ground truth) plus either "mask_f" (the
     hard mask's own `f_measure`, scored as the benchmark scores a 0/1 mask given as
     logits) or "f_curve" (255 values of `f_measure_curve`). Batches are
     `videos_per_batch` consecutive videos in first-seen order (AVSBench: 1; AVSegFormer's released S4 / MS3 configs: 2).
@@ -422,9 +422,9 @@ def _mean_or_none(values: np.ndarray) -> float | None:
 
 
 def summarize(rows: Sequence[dict]) -> dict:
-    """Aggregate per-sample dicts (optional keys iou, fscore, ciou, pointing) into dataset scores.
+    """Aggregate per-sample dicts (optional keys iou, mask_f, ciou, pointing) into dataset scores.
 
-    Returns {"n", "miou", "fscore", "ciou", "ap50", "auc", "pointing_game"}; a score is
+    Returns {"n", "miou", "mask_f", "ciou", "ap50", "auc", "pointing_game"}; a score is
     None when no sample has a usable value for it. None and NaN entries are ignored
     (so NaN F-scores of empty-ground-truth frames drop out, as in AVSBench).
     """
@@ -432,7 +432,7 @@ def summarize(rows: Sequence[dict]) -> dict:
     return {
         "n": len(rows),
         "miou": _mean_or_none(_valid(rows, "iou")),
-        "fscore": _mean_or_none(_valid(rows, "fscore")),
+        "mask_f": _mean_or_none(_valid(rows, "mask_f")),
         "ciou": _mean_or_none(cious),
         "ap50": ap50(cious) if cious.size else None,
         "auc": auc(cious) if cious.size else None,

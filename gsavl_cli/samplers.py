@@ -1,4 +1,4 @@
-"""The sampler registry: a heatmap becomes point prompts for SAM (METHOD.md §4).
+"""The sampler registry: a heatmap becomes point prompts for SAM (the GSAVL paper; the original's tie rules: docs/results.md).
 
 A sampler is a function `fn(heatmap, generator, **params) -> Prompts` registered by
 name with `@register_sampler(name)`, the way timm registers models. The first line of
@@ -279,7 +279,7 @@ def naive(heatmap: torch.Tensor, generator: torch.Generator) -> Prompts:
 def grid(heatmap: torch.Tensor, generator: torch.Generator, dist: int = 10) -> Prompts:
     """The argmax plus the best of its 8 neighbours `dist` pixels away, clamped to the image (2 points).
 
-    The original's rule (METHOD.md §10): the candidates' columns are x-d, x, x+d and
+    The original's rule (docs/results.md, "Conventions"): the candidates' columns are x-d, x, x+d and
     their rows y-d, y, y+d, each clamped to the image; they are scanned column outer,
     row inner (for dx in (-d, 0, d): for dy in (-d, 0, d)); a candidate whose clamped
     position is the peak itself is skipped; the first strictly larger value wins, so

@@ -284,3 +284,28 @@ def test_audio_silent_scores_the_heatmaps_of_an_all_zero_waveform(world_h5, chec
             # equal up to float rounding of the batched encoders (eval runs 8 clips at once)
             np.testing.assert_allclose(maps["silent"][hdf5_name(clip_id)], predictor.heatmaps(("av",))["av"], rtol=0, atol=1e-5)
     assert any(not np.allclose(maps["silent"][k], maps["normal"][k], atol=1e-4) for k in maps["normal"])
+
+
+def test_avs_metrics_batch_videos_in_the_datasets_own_order(world_h5, checkpoint, synthetic_world, tmp_path):
+    """--videos-per-batch N groups N videos per M_J / M_F batch, in the metadata CSV's order (as the official loaders)."""
+    import shutil
+
+    world = tmp_path / "world"  # the same clips, listed in reverse order: the listing, not the ids, must set the batches
+    shutil.copytree(synthetic_world.root, world)
+    header, *body = (world / "s4_meta_data.csv").read_text().splitlines()
+    (world / "s4_meta_data.csv").write_text("\n".join([header, *reversed(body)]) + "\n")
+    store = tmp_path / "reversed.h5"
+    gsavl("preprocess", world, "-o", store, "--workers", "1", "--split", "test", "--no-register")
+    out = tmp_path / "e"
+    summary = json.loads(gsavl("eval", "--dataset", store, "--checkpoint", checkpoint, "--out", out, "--segmenter", "region",
+                               "--map", "av", "--sampler", "prob", "--frames", "all", "--videos-per-batch", "2", "--json").stdout)
+    assert summary["settings"]["clip_order"] == "dataset" and summary["settings"]["videos_per_batch"] == 2
+    listed = [row[0] for row in csv.reader((world / "s4_meta_data.csv").open()) if row and row[-1] == "test"]
+    assert listed != sorted(listed)
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    assert list(dict.fromkeys(r["clip"] for r in rows)) == listed
+    masks = [{"clip": r["clip"], "frame": int(r["frame"]), "iou": float(r["iou"]), "mask_f": float(r["mask_f"]) if r["mask_f"] else None,
+              "gt_fraction": float(r["gt_fraction"])} for r in rows if r["sampler"] == "prob"]
+    entry = next(r for r in summary["results"] if r["sampler"] == "prob")
+    assert entry["avsbench_fmeasure"] == pytest.approx(metrics.avsbench_from_rows(masks, 2)["avsbench_fmeasure"], abs=1e-12)
+    assert entry["avsbench_miou"] == pytest.approx(metrics.avsbench_from_rows(masks, 2)["avsbench_miou"], abs=1e-12)

@@ -270,7 +270,7 @@ def test_hard_mask_f_curve_is_the_benchmarks_curve_of_a_binary_mask():
 
 def _rows(preds, gts, videos):
     return [
-        {"clip": v, "frame": i, "iou": m.mask_iou(p, g), "fscore": m.f_measure(p, g), "gt_fraction": float(g.mean())}
+        {"clip": v, "frame": i, "iou": m.mask_iou(p, g), "mask_f": m.f_measure(p, g), "gt_fraction": float(g.mean())}
         for i, (p, g, v) in enumerate(zip(preds, gts, videos))
     ]
 
@@ -481,20 +481,20 @@ def test_summarize():
     rows = [
         {"iou": 0.5, "ciou": 0.62, "pointing": True},
         {"iou": None, "ciou": 0.22, "pointing": False},
-        {"iou": 0.25, "fscore": float("nan"), "ciou": float("nan")},
+        {"iou": 0.25, "mask_f": float("nan"), "ciou": float("nan")},
     ]
     # cIoU 0.62, 0.22: success t=0..0.20 (5 thresholds) -> 1; t=0.25..0.60 (8) -> 0.5; else 0
     # AUC = 0.05 * (5 + 4 - (1 + 0)/2) = 0.425
     out = m.summarize(rows)
     assert out["n"] == 3
     assert out["miou"] == pytest.approx(0.375, abs=TOL)
-    assert out["fscore"] is None
+    assert out["mask_f"] is None
     assert out["ciou"] == pytest.approx(0.42, abs=TOL)
     assert out["ap50"] == pytest.approx(0.5, abs=TOL)
     assert out["auc"] == pytest.approx(0.425, abs=TOL)
     assert out["pointing_game"] == pytest.approx(0.5, abs=TOL)
     assert m.summarize([]) == {
-        "n": 0, "miou": None, "fscore": None, "ciou": None, "ap50": None, "auc": None, "pointing_game": None,
+        "n": 0, "miou": None, "mask_f": None, "ciou": None, "ap50": None, "auc": None, "pointing_game": None,
     }
 
 

@@ -75,7 +75,7 @@ def test_grid_clamps_neighbours_to_the_image_in_a_corner() -> None:
 
 
 def _grid_reference(heat: np.ndarray, dist: int) -> list[tuple[int, int]]:
-    """The grid rule written out from its description (METHOD.md §10), in plain Python.
+    """The grid rule written out from its description (docs/results.md, "Conventions"), in plain Python.
 
     Peak = first maximum in row-major order. Candidate columns x-d, x, x+d and rows
     y-d, y, y+d, each clamped to the image; columns outer, rows inner; a candidate at

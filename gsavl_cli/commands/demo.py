@@ -105,7 +105,7 @@ def _headline(summary: dict[str, Any], sampler: str | None) -> dict[str, Any]:
     heat = next(r for r in results if r["sampler"] is None)
     mask = next((r for r in results if r["sampler"] == sampler), heat)
     return {"pointing_game": heat["pointing_game"], "ciou": heat["ciou"], "heatmap_miou": heat["miou"],
-            "miou": mask["miou"], "fscore": mask["fscore"], "segmenter": mask["segmenter"], "sampler": mask["sampler"]}
+            "miou": mask["miou"], "mask_f": mask["mask_f"], "segmenter": mask["segmenter"], "sampler": mask["sampler"]}
 
 
 def run_demo(
@@ -174,7 +174,7 @@ def run_demo(
         "segmenter": trained_eval["settings"]["segmenter"],
         "trained": _headline(trained_eval, "prob"),
         "untrained": _headline(untrained_eval, "prob"),
-        "centre_prior": {"pointing_game": centre["pointing_game"], "ciou": centre["ciou"], "miou": centre["miou"], "fscore": centre["fscore"]},
+        "centre_prior": {"pointing_game": centre["pointing_game"], "ciou": centre["ciou"], "miou": centre["miou"], "mask_f": centre["mask_f"]},
         "chance_pointing": chance_pointing(data, test_ids),
         "training": {"losses": [round(log.loss, 4) for log in logs], "tied_epochs": [log.epoch for log in logs if log.tied]},
         "seconds": round(time.perf_counter() - started, 1),

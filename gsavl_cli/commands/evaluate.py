@@ -43,7 +43,7 @@ from gsavl_cli.viz.report import ReportWriter
 
 T = TypeVar("T")
 VGGSS_GRID = 224  # the VGG-SS protocol scores heatmaps on a 224x224 grid
-CSV_COLUMNS = ("clip", "frame", "map", "sampler", "segmenter", "iou", "fscore", "ciou", "pointing", "score", "rounds",
+CSV_COLUMNS = ("clip", "frame", "map", "sampler", "segmenter", "iou", "mask_f", "ciou", "pointing", "score", "rounds",
                "mask_area", "gt_fraction", "points", "labels")
 
 
@@ -83,6 +83,7 @@ class EvalSettings:
     device: str = "cpu"
     seed: int = 123
     exclude: tuple[str, ...] = ()  # clip ids left out (`--skip-bad`: the damaged ones)
+    videos_per_batch: int = 1  # AVS M_J / M_F batching (AVSBench's test.py: 1)
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=lambda v: v.value if isinstance(v, Enum) else str(v)))
@@ -131,7 +132,7 @@ def heatmap_row(heatmap: np.ndarray | torch.Tensor, gt: np.ndarray) -> dict[str,
     """The heatmap protocol: median threshold (cIoU, IoU, F) and the argmax pointing game."""
     heat = heatmap.float().cpu().numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap, dtype=np.float32)
     pred = heat >= metrics.median_threshold(heat)
-    return {"ciou": metrics.ciou(heat, gt), "iou": metrics.mask_iou(pred, gt), "fscore": metrics.f_measure(pred, gt),
+    return {"ciou": metrics.ciou(heat, gt), "iou": metrics.mask_iou(pred, gt), "mask_f": metrics.f_measure(pred, gt),
             "pointing": float(metrics.pointing_game(heat, gt))}
 
 
@@ -224,7 +225,7 @@ def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, setti
             timings["decoder_s"] += time.perf_counter() - tick
             rows.append({
                 **base, "map": map_name, "sampler": choice.name, "segmenter": found.segmenter,
-                "iou": metrics.mask_iou(found.mask, gt_frame), "fscore": metrics.f_measure(found.mask, gt_frame),
+                "iou": metrics.mask_iou(found.mask, gt_frame), "mask_f": metrics.f_measure(found.mask, gt_frame),
                 "ciou": metrics.ciou_of_mask(found.mask, gt_frame), "score": found.score, "rounds": found.rounds,
                 "mask_area": int(found.mask.sum()), "pointing": _prompt_hit_rate(found.points, found.labels, gt_frame),
                 "points": found.points.round(2).tolist(), "labels": found.labels.tolist(),
@@ -315,16 +316,25 @@ def heatmap_metrics(localizer: Localizer, path: Path, ids: list[str], device: st
     return metrics.summarize(rows)
 
 
-def summarise_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def dataset_order(path: Path, ids: list[str]) -> tuple[list[str], str]:
+    """`ids` in the dataset's own listing order when the store recorded it (the official loaders batch in it), else sorted."""
+    with open_store(path) as store:
+        order = [store.meta(i).get("order") for i in ids]
+    if ids and all(isinstance(o, int) for o in order):
+        return [i for _, i in sorted(zip(order, ids))], "dataset"
+    return sorted(ids), "sorted"
+
+
+def summarise_rows(rows: list[dict[str, Any]], videos_per_batch: int = 1) -> list[dict[str, Any]]:
     """One metrics entry per (map, sampler, segmenter), in first-seen order.
 
-    `miou` / `fscore` are per-frame means (batch-independent); `avsbench_miou` /
+    `miou` / `mask_f` (F_0.3 of each binary mask) are per-frame means (batch-independent); `avsbench_miou` /
     `avsbench_fmeasure` are the AVS benchmark's own M_J / M_F with one video per batch.
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["map"], row["sampler"], row["segmenter"]), []).append(row)
-    return [{"map": m, "sampler": s, "segmenter": g, **metrics.summarize(members), **metrics.avsbench_from_rows(members)}
+    return [{"map": m, "sampler": s, "segmenter": g, **metrics.summarize(members), **metrics.avsbench_from_rows(members, videos_per_batch)}
             for (m, s, g), members in groups.items()]
 
 
@@ -364,7 +374,8 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     rank, world, device = init_distributed(settings.device)
     start = time.perf_counter()
     all_ids = validation_ids(settings.data, settings.split)
-    ids = [i for i in filter_subset(all_ids, settings.subset) if i not in settings.exclude][: settings.limit]
+    ids, clip_order = dataset_order(settings.data, [i for i in filter_subset(all_ids, settings.subset) if i not in settings.exclude])
+    ids = ids[: settings.limit]
     if not ids:
         raise UsageError(f"no annotated clips of {settings.data} are in subset {settings.subset}", hint="check --subset and --split")
     partners = audio_partners(ids, settings.seed) if settings.audio == AudioMode.shuffled else {}
@@ -395,14 +406,15 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
             bar.update(task, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.2f} clips/s")
 
         output = evaluate(predictor, settings, mine, partners=partners, on_batch=advance, keep=reporter, heat_out=heat_out)
-    rows = _gather(output.rows, world)
+    position = {clip_id: k for k, clip_id in enumerate(ids)}
+    rows = sorted(_gather(output.rows, world), key=lambda r: position[r["clip"]])  # the dataset's order, whatever the sharding
     total = time.perf_counter() - start
     n_frames = len({(r["clip"], r["frame"]) for r in rows})
     summary = {
-        "results": summarise_rows(rows),
+        "results": summarise_rows(rows, settings.videos_per_batch),
         "timings": {**output.timings, "total_s": total, "frames_per_s": n_frames / total if total > 0 else None},
         "settings": {**settings.to_json(), "n_clips": len(ids), "world_size": world, "device": device,
-                     "segmenter": predictor.segmenter.name, "gsavl": __version__, "torch": torch.__version__,
+                     "segmenter": predictor.segmenter.name, "clip_order": clip_order, "gsavl": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
     if rank == 0:

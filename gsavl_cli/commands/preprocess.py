@@ -103,6 +103,7 @@ def extract_clip(src: ClipSource, settings: dict[str, Any]) -> ClipRecord:
             "duration": len(waveform) / sr,
             "split": src.split,
             "category": src.category,
+            "order": src.order,
             "height": int(frames.shape[1]),
             "width": int(frames.shape[2]),
         },

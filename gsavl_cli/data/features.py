@@ -1,6 +1,6 @@
 """Audio front ends and image transforms, in torch so that they batch on any device.
 
-Two audio front ends (METHOD.md §2):
+Two audio front ends (the GSAVL paper):
 
 - the VGGish log-mel examples, with parity to `torchvggish.vggish_input`: 400-sample
   frames without centring, zero-padded to 512 for the FFT, and mel filters whose
@@ -9,7 +9,7 @@ Two audio front ends (METHOD.md §2):
   `scipy.signal.spectrogram(x, fs, nperseg=512, noverlap=274)`: per-segment mean
   removal, periodic Tukey(0.25) window, one-sided PSD density scaling.
 
-Image transforms follow the original per dataset (METHOD.md §10): VGGSound trains with
+Image transforms follow the original per dataset (docs/results.md, "Conventions"): VGGSound trains with
 EZ-VSL's augmentation (bicubic short-side resize to 1.1x, random crop, flip) and tests
 with a bicubic square resize; AVSBench trains and tests on a plain bilinear square
 resize; ImageNet normalisation throughout. `*_for(layout)` pick them by store layout.
@@ -236,7 +236,7 @@ _TEST_INTERPOLATION = {
     "vggsound": "bicubic",  # the original's (and EZ-VSL's) VGG-SS test: Resize((224, 224), BICUBIC)
     "folder": "bicubic",  # in-the-wild videos, like VGGSound: gsavl's choice, not the original's
 }
-"""The original's test-time resize per store layout (METHOD.md §10)."""
+"""The original's test-time resize per store layout (docs/results.md, "Conventions")."""
 
 _AUGMENTED_LAYOUTS = frozenset({"vggsound", "folder"})
 """Layouts trained with EZ-VSL's augmentation; AVSBench was trained on plain resized frames."""

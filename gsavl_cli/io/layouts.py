@@ -57,6 +57,7 @@ class ClipSource:
     split: str | None = None
     category: str | None = None
     vggish_examples: int = 1  # pad the log-mel to at least this many examples
+    order: int | None = None  # position in the dataset's own listing (its metadata CSV): the official loaders' order
 
     @property
     def source(self) -> Path:
@@ -327,6 +328,8 @@ def discover(
     if subset is not None:
         keep = resolve_subset(subset)
         clips = [c for c in clips if vggsound_key(c.clip_id) in keep]
+    for i, clip in enumerate(clips):
+        clip.order = i
     return layout, clips
 
 

@@ -1,6 +1,6 @@
 """Heatmaps at the frame's size: av (the localizer), obj (the prior), avobj (their mix).
 
-The original's convention (METHOD.md §10), the default here: the coarse 7x7 map is
+The original's convention (docs/results.md, "Conventions"), the default here: the coarse 7x7 map is
 upsampled bilinearly with `align_corners=True`, each map is min-max normalised, and
 avobj = normalise(alpha * av + (1 - alpha) * obj).
 """

@@ -1,4 +1,4 @@
-"""The audio-visual localizer (METHOD.md §2) and its multiple-instance contrastive loss.
+"""The audio-visual localizer (the GSAVL paper) and its multiple-instance contrastive loss.
 
 An ImageNet ResNet-18 trunk (7x7x512 for 224x224) and a 1x1 conv give visual maps
 f_v [B,dim,h,w]; the audio encoder gives f_a [B,dim]: ``vggish`` (GSAVL: VGGish per

@@ -1,4 +1,4 @@
-"""The object prior: a second, frozen ImageNet ResNet-18 that marks salient objects (METHOD.md §3)."""
+"""The object prior: a second, frozen ImageNet ResNet-18 that marks salient objects (the GSAVL paper)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Segment Anything, frozen and zero-shot: point prompts -> a binary mask (METHOD.md §5).
+"""Segment Anything, frozen and zero-shot: point prompts -> a binary mask (the GSAVL paper).
 
 The image embedding (the expensive ViT pass) is computed once per frame by
 `SamSegmenter.embed` and reused for every prompt set, sampler and heatmap; the

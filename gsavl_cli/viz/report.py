@@ -60,7 +60,7 @@ class ReportWriter:
         return f'<tr><td>{html.escape(entry["clip"])}</td>{cells}<td data-v="{value or -1}">{value}</td></tr>'
 
 
-SUMMARY_KEYS = ("map", "sampler", "segmenter", "n", "miou", "fscore", "avsbench_miou", "avsbench_fmeasure", "ciou", "ap50",
+SUMMARY_KEYS = ("map", "sampler", "segmenter", "n", "miou", "mask_f", "avsbench_miou", "avsbench_fmeasure", "ciou", "ap50",
                 "auc", "pointing_game")
 
 
@@ -90,7 +90,7 @@ th{{cursor:pointer;background:#f4f4f4;position:sticky;top:0}} img{{display:block
 <h1>{title}</h1>
 {summary}
 <p class="note">The rows are metrics.json's entries for what the table below shows. A row with no sampler scores the
-heatmap (cIoU at the median threshold, pointing game at its maximum); a row with a sampler scores the masks (miou, fscore;
+heatmap (cIoU at the median threshold, pointing game at its maximum); a row with a sampler scores the masks (miou; mask_f, the F-measure of the binary mask, not the benchmark's M_F;
 its ciou is the mask's cIoU, its pointing_game the share of positive prompts inside the ground truth).</p>
 <p>Click a column header to sort (IoU ascending shows the failures first).</p>
 <table id="t"><thead><tr><th>clip</th><th>frame</th><th>heatmap + prompts</th><th>predicted mask</th>

@@ -1,6 +1,6 @@
 """SSL2AVS configuration and its presets.
 
-The defaults are the seed's best settings (METHOD.md §12, built on AVSegFormer): 256-d
+The defaults are the seed's best settings (docs/ssl2avs.md; built on AVSegFormer): 256-d
 embedding, 300 queries with a learnable query embedding, 6 + 6 transformer layers with
 FFN 2048, 8 heads, dropout 0.1, deformable attention over 3 levels with 4 points,
 bidirectional audio<->visual fusion, the ACT heatmap activation, frozen VGGish (one

@@ -1,6 +1,6 @@
 """The target-localization module: contrastive audio-visual alignment -> a sound-source heatmap.
 
-The same idea as the localizer (METHOD.md §2): visual maps and the audio vector are
+The same idea as the localizer (the GSAVL paper): visual maps and the audio vector are
 projected to a common space and L2-normalised; their cosine at every location is the
 similarity map S, and training aligns the modalities with the localizer's max-pooled
 MIL contrastive loss (`mil_contrastive_loss`). The heatmap that weights the feature
