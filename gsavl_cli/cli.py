@@ -81,6 +81,12 @@ def preprocess(
     name: Annotated[Optional[str], typer.Option(help="Register the store under this dataset name for `train --dataset NAME` (default: the dataset's name, e.g. vggsound or avsbench-s4; a plain folder's own name).")] = None,
     register: Annotated[bool, typer.Option(help="Register the store in the data home (see `gsavl datasets`).")] = True,
     overwrite: Annotated[bool, typer.Option(help="Start the output over instead of resuming it.")] = False,
+    shard: Annotated[Optional[str], typer.Option(rich_help_panel="Sharding", help="Only shard K/N of the clips (0 <= K < N, by a stable hash of the clip id); merge the parts with `gsavl merge`.")] = None,
+    executor: Annotated[Optional[str], typer.Option(rich_help_panel="Sharding", help="Run --shards shards through submitit: slurm (a job array) or local (processes here), then merge into -o.")] = None,
+    shards: Annotated[int, typer.Option(min=1, rich_help_panel="Sharding", help="With --executor: how many shards (array tasks).")] = 4,
+    partition: Annotated[Optional[str], typer.Option(rich_help_panel="Sharding", help="With --executor slurm: the SLURM partition.")] = None,
+    time_limit: Annotated[int, typer.Option("--time", min=1, rich_help_panel="Sharding", help="With --executor: minutes per task.")] = 240,
+    cpus: Annotated[int, typer.Option(min=1, rich_help_panel="Sharding", help="With --executor slurm: CPUs (decode workers) per task.")] = 4,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Decode frames and audio, compute features, and write them to one HDF5 file.
@@ -112,6 +118,22 @@ def preprocess(
                   walked=[source] if source.is_dir() else [], video_suffixes=VIDEO_SUFFIXES)
     settings = make_settings(layout, _parse_times(frame_times), vggish_seconds)
     workers = workers or os.cpu_count() or 1
+    if shard is not None and executor is not None:
+        raise UsageError("--shard runs one shard here; --executor runs all of them", hint="pass one of them")
+    if executor is not None:
+        _preprocess_on_executor(clips, settings, output, executor, shards, partition, time_limit, cpus, json_output)
+        if register:
+            _register(name or store_name(layout, source, subset), output, layout, len(clips))
+        return
+    shard_spec = None
+    if shard is not None:
+        from gsavl_cli.commands.shards import parse_shard, select_shard, start_shard
+
+        shard_spec = parse_shard(shard)
+        clips = select_shard(clips, *shard_spec)
+        register = False  # a part is not a dataset until merged
+        start_shard(output, settings, *shard_spec, [c.clip_id for c in clips], overwrite=overwrite)
+        overwrite = False
     info(f"[bold]{len(clips)}[/] clips ({layout}, split {split}) -> {output}")
     start = time.perf_counter()
     with progress() as bar:
@@ -124,6 +146,7 @@ def preprocess(
 
         result = run_preprocess(clips, output, settings, workers=workers, overwrite=overwrite, on_clip=advance, ignored=ignored)
         bar.update(task, completed=result.skipped + result.written + len(result.failed))
+
     _report_preprocess(result)
     if result.ignored and not OPTIONS.quiet:
         shown = 10
@@ -141,6 +164,57 @@ def preprocess(
         _register(name or store_name(layout, source, subset), output, layout, result.written + result.skipped)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _preprocess_on_executor(clips, settings, output: Path, executor: str, shards: int, partition: str | None,
+                            minutes: int, cpus: int, json_output: bool) -> None:
+    """`preprocess --executor`: every shard through submitit, then one merged store at -o."""
+    from gsavl_cli.commands.shards import ClusterPlan, merge_stores, run_sharded
+
+    plan = ClusterPlan(executor, shards, output.with_name(output.name + ".parts"), partition, minutes, cpus)
+    info(f"[bold]{len(clips)}[/] clips in {shards} shards on the {executor} executor; parts and logs in {plan.folder}")
+    with progress() as bar:
+        task = bar.add_task("shards", total=shards, rate="")
+        parts = run_sharded(clips, settings, plan, on_progress=lambda done, total: bar.update(task, completed=done))
+    with progress() as bar:
+        task = bar.add_task("merge", total=len(clips), rate="")
+        merged = merge_stores(output, parts, allow_missing=True, on_clip=lambda _id: bar.advance(task))
+    lacking = sum(len(v) for v in merged.missing.values())
+    info(f"merged {merged.clips} clips into [bold]{output}[/]" + (f"; {lacking} clip(s) failed in their shard (see the logs)" if lacking else ""))
+    if json_output:
+        print_json(merged.to_json())
+    if lacking:
+        raise typer.Exit(1)
+
+
+@app.command(epilog="Example:\n\n  gsavl merge vggsound.h5 vggsound.h5.parts/part-*.h5")
+@handle_errors
+def merge(
+    output: Annotated[Path, typer.Argument(help="The merged store to write.")],
+    parts: Annotated[list[Path], typer.Argument(help="Every part-K.h5 of one `preprocess --shard K/N` run.")],
+    allow_missing: Annotated[bool, typer.Option(help="Merge although some parts lack clips (failed or unfinished); they are listed.")] = False,
+    name: Annotated[Optional[str], typer.Option(help="Register the merged store under this dataset name.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Merge the parts of a sharded preprocess into one store (refuses missing, unfinished or overlapping parts)."""
+    from gsavl_cli.commands.shards import merge_stores
+    from gsavl_cli.io.files import guard_outputs
+
+    guard_outputs({"OUTPUT": output}, {f"part {p}": p for p in parts})
+    with progress() as bar:
+        task = bar.add_task("merge", total=None, rate="")
+        result = merge_stores(output, parts, allow_missing=allow_missing, on_clip=lambda _id: bar.advance(task))
+    info(f"merged {result.clips} clips from {result.parts} parts into [bold]{output}[/]")
+    for part, lacking in result.missing.items():
+        err.print(f"[yellow]missing[/] {len(lacking)} clip(s) of {escape(part)}, e.g. {escape(lacking[0])}")
+    if name:
+        from gsavl_cli.io.store import open_store
+
+        with open_store(output) as store:
+            layout = str(store.settings.get("layout", "folder"))
+        _register(name, output, layout, result.clips)
+    if json_output:
+        print_json(result.to_json())
 
 
 def _register(name: str, output: Path, layout: str, clips: int) -> None:

@@ -14,6 +14,7 @@ TINY = {
     "eval_throughput.py": ["--frames", "2", "--size", "64", "--sam-model", "tiny", "--samplers", "naive,prob"],
     "localize_latency.py": ["--sam-model", "tiny", "--width", "160", "--height", "96", "--seconds", "2", "--repeats", "1"],
     "preprocess_throughput.py": ["--clips", "2", "--seconds", "1", "--width", "96", "--height", "64", "--workers", "1"],
+    "preprocess_shards.py": ["--clips", "2", "--seconds", "1", "--width", "96", "--height", "64", "--shards", "2"],
     "train_throughput.py": ["--steps", "1", "--batch-size", "2", "--presets", "ezvsl", "--workers", "0", "--width", "96", "--height", "64"],
     "sam_encoder.py": ["--arch", "tiny", "--repeats", "1"],
     "ssl2avs_fps.py": ["--backbone", "tiny", "--size", "64"],

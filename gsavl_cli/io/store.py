@@ -51,7 +51,7 @@ def hdf5_name(clip_id: str) -> str:
     return clip_id.replace("/", "|")
 
 
-def _check_schema(f: h5py.File, path: Path) -> None:
+def check_schema(f: h5py.File, path: Path) -> None:
     version = f.attrs.get("schema_version")
     if version is None or _CLIPS not in f:
         raise UsageError(
@@ -91,7 +91,7 @@ class StoreWriter:
             self.path.unlink()
         if self.path.exists():
             self._file = _open_h5(self.path, "r+")
-            _check_schema(self._file, self.path)
+            check_schema(self._file, self.path)
             self._check_settings()
             self._drop_incomplete()
         else:
@@ -181,7 +181,7 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
         if self._file is None or self._pid != os.getpid():
             self._file = _open_h5(self.path, "r")
             self._pid = os.getpid()
-            _check_schema(self._file, self.path)
+            check_schema(self._file, self.path)
         return self._file
 
     def _group(self, clip_id: str) -> h5py.Group:
