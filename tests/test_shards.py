@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gsavl_cli.cli import app
-from gsavl_cli.commands.shards import shard_of
+from gsavl_cli.commands.shards import select_shard, shard_of
+from gsavl_cli.io.layouts import ClipSource
 from gsavl_cli.io.store import open_store
 
 runner = CliRunner()
@@ -53,7 +55,11 @@ def test_the_shard_of_a_clip_depends_only_on_its_id():
     shards = [shard_of(i, 4) for i in ids]
     assert shards == [shard_of(i, 4) for i in reversed(ids)][::-1]  # order-free
     assert all(60 < shards.count(k) < 140 for k in range(4))  # spread
-    assert shard_of("clip_0000", 4) == int.from_bytes(__import__("hashlib").sha256(b"clip_0000").digest()[:8], "little") % 4
+    assert shard_of("clip_0000", 4) == int.from_bytes(hashlib.sha256(b"clip_0000").digest()[:8], "little") % 4
+    clips = [ClipSource(clip_id=i) for i in ids]
+    for k in range(4):  # a clip's shard does not depend on where it stands in the list
+        wanted = {i for i, s in zip(ids, shards) if s == k}
+        assert {c.clip_id for c in select_shard(clips, k, 4)} == wanted == {c.clip_id for c in select_shard(clips[::-1], k, 4)}
 
 
 def test_three_shards_merged_equal_one_run_and_train_and_evaluate_alike(single, synthetic_world, tmp_path):
