@@ -214,7 +214,7 @@ def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, setti
         if heat_out is not None:
             heat_out.create_dataset(f"{hdf5_name(sample.key)}/{map_name}", data=visuals["heatmaps"][map_name].astype(np.float32),
                                     compression="gzip")
-        own_mask = predictor.segmenter.name == "model"  # a segmentation model: one mask, no sampler
+        own_mask = predictor.own_mask  # a segmentation model: one mask, no sampler
         if own_mask and map_name != settings.maps[0]:
             continue
         for choice in [SamplerChoice("model")] if own_mask else settings.samplers:
@@ -384,7 +384,7 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)
     samplers_ = settings.samplers
-    own_mask = predictor.segmenter.name == "model"  # its one mask row is on the first map, sampler "model"
+    own_mask = predictor.own_mask  # its one mask row is on the first map, sampler "model"
     shown_map, shown_sampler = (settings.maps[0], "model") if own_mask else (settings.maps[-1], samplers_[-1].name if samplers_ else None)
     reporter = ReportWriter(out, shown_map, shown_sampler) if settings.report and rank == 0 else None
     mine = ids[rank::world]
