@@ -14,14 +14,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import _common
 import torch
 from segment_anything import sam_model_registry
 
-import _common
-from gsavl_cli.data import synthetic
-from gsavl_cli.io.layouts import discover
 from gsavl_cli.commands.evaluate import EvalSettings, evaluate, validation_ids
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.data import synthetic
+from gsavl_cli.io.layouts import discover
 from gsavl_cli.model import build_localizer, config_from_preset
 from gsavl_cli.predictor import Predictor, SamplerChoice
 from gsavl_cli.segment import SAM_ARCHS, SamSegmenter
@@ -32,7 +32,9 @@ S4_TEST_FRAMES = 740
 
 def build_store(root: Path, frames: int, size: int) -> Path:
     """N annotated test clips of the synthetic world, preprocessed into root/data.h5."""
-    synthetic.render_world(root / "world", synthetic.WorldConfig(n_train=0, n_val=0, n_test=frames, width=size, height=size, fps=4))
+    synthetic.render_world(
+        root / "world", synthetic.WorldConfig(n_train=0, n_val=0, n_test=frames, width=size, height=size, fps=4)
+    )
     layout, sources = discover(root / "world", "avsbench-s4", "test")
     output = root / "data.h5"
     result = run_preprocess(sources, output, make_settings(layout))
@@ -62,8 +64,13 @@ def main() -> None:
     predictor = Predictor(build_localizer(config, pretrained=False), segmenter, device=args.device)
     with tempfile.TemporaryDirectory(prefix="gsavl-bench-") as tmp:
         data, build_s = _common.timed("cpu", lambda: build_store(Path(tmp), args.frames, args.size))
-        settings = EvalSettings(data=data, checkpoint=Path("(in memory)"), maps=("av",), batch_size=args.batch_size,
-                                samplers=[SamplerChoice(s.strip()) for s in args.samplers.split(",")])
+        settings = EvalSettings(
+            data=data,
+            checkpoint=Path("(in memory)"),
+            maps=("av",),
+            batch_size=args.batch_size,
+            samplers=[SamplerChoice(s.strip()) for s in args.samplers.split(",")],
+        )
         ids = validation_ids(data, "test")
         output, seconds = _common.timed(args.device, lambda: evaluate(predictor, settings, ids))
     timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in output.timings.items()}
@@ -80,9 +87,21 @@ def main() -> None:
         f"extrapolated_{S4_TEST_FRAMES}_frames_min": round(per_frame * S4_TEST_FRAMES / 60, 2),
         "build_store_s": round(build_s, 2),
     }
-    _common.emit("eval_throughput", args, {"sam_model": args.sam_model, "maps": list(settings.maps), "samplers": [c.name for c in settings.samplers],
-                                            "preset": args.preset, "batch_size": args.batch_size, "frame": f"{args.size}x{args.size}",
-                                            "bf16": segmenter.bf16, "weights": "random (timing only)"}, figures)
+    _common.emit(
+        "eval_throughput",
+        args,
+        {
+            "sam_model": args.sam_model,
+            "maps": list(settings.maps),
+            "samplers": [c.name for c in settings.samplers],
+            "preset": args.preset,
+            "batch_size": args.batch_size,
+            "frame": f"{args.size}x{args.size}",
+            "bf16": segmenter.bf16,
+            "weights": "random (timing only)",
+        },
+        figures,
+    )
 
 
 if __name__ == "__main__":

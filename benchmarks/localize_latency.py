@@ -15,10 +15,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import _common
 import torch
 from segment_anything import sam_model_registry
 
-import _common
 from gsavl_cli.data import synthetic
 from gsavl_cli.io import media
 from gsavl_cli.model import build_localizer, config_from_preset
@@ -55,13 +55,20 @@ def main() -> None:
     config = config_from_preset(args.preset, audio_seconds=3.0 if args.preset == "gsavl" else None)
     torch.manual_seed(0)
     localizer = build_localizer(config, pretrained=False)
-    sam, build_s = _common.timed("cpu", lambda: build_tiny_sam() if args.sam_model == "tiny" else sam_model_registry[args.sam_model]())
+    sam, build_s = _common.timed(
+        "cpu", lambda: build_tiny_sam() if args.sam_model == "tiny" else sam_model_registry[args.sam_model]()
+    )
     predictor = Predictor(localizer, SamSegmenter(sam, device=args.device, bf16=args.bf16), device=args.device)
     stages: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="gsavl-bench-") as tmp:
-        clip = synthetic.render_clip(Path(tmp) / "clip.mp4", seconds=args.seconds, width=args.width, height=args.height, fps=25, n_objects=3)
+        clip = synthetic.render_clip(
+            Path(tmp) / "clip.mp4", seconds=args.seconds, width=args.width, height=args.height, fps=25, n_objects=3
+        )
         (frame, wave), stages["decode_s"] = median_seconds("cpu", lambda: decode(clip.path), args.repeats)
-    runs = [_common.timed(args.device, lambda: predictor.set_clip(frame, wave, key="clip")) for _ in range(args.encoder_repeats)]
+    runs = [
+        _common.timed(args.device, lambda: predictor.set_clip(frame, wave, key="clip"))
+        for _ in range(args.encoder_repeats)
+    ]
     stages["set_clip_s"] = statistics.median(s for _, s in runs)
 
     def heatmap():
@@ -70,7 +77,9 @@ def main() -> None:
         return predictor.heatmaps(("av",))
 
     _, stages["heatmap_s"] = median_seconds(args.device, heatmap, args.repeats)
-    found, stages["predict_s"] = median_seconds(args.device, lambda: predictor.predict("av", args.sampler), args.repeats)
+    found, stages["predict_s"] = median_seconds(
+        args.device, lambda: predictor.predict("av", args.sampler), args.repeats
+    )
     total = sum(stages.values())
     rest = total - stages["set_clip_s"]
     figures = {
@@ -83,9 +92,20 @@ def main() -> None:
         "set_clip_runs_s": [round(s, 3) for _, s in runs],
         "points": len(found.points),
     }
-    _common.emit("localize_latency", args, {"sam_model": args.sam_model, "preset": args.preset, "sampler": args.sampler,
-                                             "bf16": predictor.segmenter.bf16, "frame": f"{args.width}x{args.height}", "repeats": args.repeats,
-                                             "weights": "random (timing only)"}, figures)
+    _common.emit(
+        "localize_latency",
+        args,
+        {
+            "sam_model": args.sam_model,
+            "preset": args.preset,
+            "sampler": args.sampler,
+            "bf16": predictor.segmenter.bf16,
+            "frame": f"{args.width}x{args.height}",
+            "repeats": args.repeats,
+            "weights": "random (timing only)",
+        },
+        figures,
+    )
 
 
 if __name__ == "__main__":

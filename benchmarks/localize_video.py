@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _common
 import torch
 
-import _common
 from gsavl_cli.commands.localize_video import VideoSettings, localize_video
 from gsavl_cli.data.synthetic_video import render_video
 from gsavl_cli.model import build_localizer, config_from_preset
@@ -108,9 +108,14 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gsavl-video-") as tmp:
         out = Path(tmp)
         settings = VideoSettings(
-            every=None if args.all_frames else args.every, map_name=args.map, sampler=SamplerChoice(args.sampler),
-            video=out / "overlay.mp4", masks=out / "masks.npz", timeline=out / "timeline.json",
-            chunk_size=args.chunk_size, batch_size=args.batch_size,
+            every=None if args.all_frames else args.every,
+            map_name=args.map,
+            sampler=SamplerChoice(args.sampler),
+            video=out / "overlay.mp4",
+            masks=out / "masks.npz",
+            timeline=out / "timeline.json",
+            chunk_size=args.chunk_size,
+            batch_size=args.batch_size,
         )
         trace = RssTrace()
         start = time.perf_counter()
@@ -118,10 +123,18 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         wall = time.perf_counter() - start
         sizes = {name: Path(path).stat().st_size for name, path in summary["outputs"].items()}
     figures = {
-        "frames": summary["frames"], "wall_s": round(wall, 2), "frames_per_second": round(summary["frames"] / wall, 3),
-        "setup_rss_mib": round(setup_rss, 1) if setup_rss else None, "peak_rss_mib": round(peak_rss_mib(), 1),
-        "rss_after_chunk_mib": {"first": round(trace.mib[0], 1), "middle": round(trace.mib[len(trace.mib) // 2], 1),
-                                "last": round(trace.mib[-1], 1), "max": round(max(trace.mib), 1), "chunks": len(trace.mib)},
+        "frames": summary["frames"],
+        "wall_s": round(wall, 2),
+        "frames_per_second": round(summary["frames"] / wall, 3),
+        "setup_rss_mib": round(setup_rss, 1) if setup_rss else None,
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "rss_after_chunk_mib": {
+            "first": round(trace.mib[0], 1),
+            "middle": round(trace.mib[len(trace.mib) // 2], 1),
+            "last": round(trace.mib[-1], 1),
+            "max": round(max(trace.mib), 1),
+            "chunks": len(trace.mib),
+        },
         "output_bytes": sizes,
     }
     if args.device.startswith("cuda"):
@@ -130,9 +143,30 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _worker_args(args: argparse.Namespace, clip: Path) -> list[str]:
-    argv = [sys.executable, __file__, "--worker", str(clip), "--device", args.device, "--every", str(args.every),
-            "--segmenter", args.segmenter, "--sam-model", args.sam_model, "--chunk-size", str(args.chunk_size),
-            "--batch-size", str(args.batch_size), "--map", args.map, "--sampler", args.sampler, "--preset", args.preset]
+    argv = [
+        sys.executable,
+        __file__,
+        "--worker",
+        str(clip),
+        "--device",
+        args.device,
+        "--every",
+        str(args.every),
+        "--segmenter",
+        args.segmenter,
+        "--sam-model",
+        args.sam_model,
+        "--chunk-size",
+        str(args.chunk_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--map",
+        args.map,
+        "--sampler",
+        args.sampler,
+        "--preset",
+        args.preset,
+    ]
     if args.all_frames:
         argv.append("--all-frames")
     if args.threads:
@@ -164,22 +198,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gsavl-bench-") as tmp:
         for seconds in args.seconds:
             width, height = args.size
-            clip, render_s = _common.timed("cpu", lambda: render_video(
-                Path(tmp) / f"clip_{seconds:g}s.mp4", seconds=seconds, width=width, height=height, fps=FPS))
+            clip, render_s = _common.timed(
+                "cpu",
+                lambda: render_video(
+                    Path(tmp) / f"clip_{seconds:g}s.mp4", seconds=seconds, width=width, height=height, fps=FPS
+                ),
+            )
             proc = subprocess.run(_worker_args(args, clip.path), capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"worker failed for {seconds:g} s:\n{proc.stderr}")
-            runs.append({"seconds": seconds, "render_s": round(render_s, 1), **json.loads(proc.stdout.splitlines()[-1])})
+            runs.append(
+                {"seconds": seconds, "render_s": round(render_s, 1), **json.loads(proc.stdout.splitlines()[-1])}
+            )
     peaks = [run["peak_rss_mib"] for run in runs]
     figures: dict[str, Any] = {"runs": runs}
     if len(runs) > 1:
         figures["peak_rss_growth_mib"] = round(peaks[-1] - peaks[0], 1)
         figures["peak_rss_growth_per_minute_mib"] = round(
-            (peaks[-1] - peaks[0]) / max(runs[-1]["seconds"] - runs[0]["seconds"], 1e-9) * 60, 2)
-    settings = {"size": "x".join(map(str, args.size)), "clip_fps": FPS, "every": None if args.all_frames else args.every,
-                "segmenter": args.segmenter, "sam_model": args.sam_model if args.segmenter == "sam" else None,
-                "map": args.map, "sampler": args.sampler, "preset": args.preset, "chunk_size": args.chunk_size,
-                "outputs": "overlay video + mask archive + timeline", "weights": "random (timing only)"}
+            (peaks[-1] - peaks[0]) / max(runs[-1]["seconds"] - runs[0]["seconds"], 1e-9) * 60, 2
+        )
+    settings = {
+        "size": "x".join(map(str, args.size)),
+        "clip_fps": FPS,
+        "every": None if args.all_frames else args.every,
+        "segmenter": args.segmenter,
+        "sam_model": args.sam_model if args.segmenter == "sam" else None,
+        "map": args.map,
+        "sampler": args.sampler,
+        "preset": args.preset,
+        "chunk_size": args.chunk_size,
+        "outputs": "overlay video + mask archive + timeline",
+        "weights": "random (timing only)",
+    }
     _common.emit("localize_video", args, settings, figures)
 
 

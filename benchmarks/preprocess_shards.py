@@ -44,13 +44,27 @@ def main() -> None:
             merged, merge_s = _common.timed("cpu", lambda: merge_stores(root / f"merged-{count}.h5", parts))
             if merged.clips != len(sources):
                 raise SystemExit(f"merged {merged.clips} of {len(sources)} clips")
-            figures[f"shards_{count}"] = {"seconds": round(seconds, 3), "clips_per_s": round(len(sources) / seconds, 3),
-                                          "speedup_vs_single": round(single / seconds, 3),
-                                          "merge_s": round(merge_s, 3), "merge_ms_per_clip": round(1000 * merge_s / len(sources), 3)}
+            figures[f"shards_{count}"] = {
+                "seconds": round(seconds, 3),
+                "clips_per_s": round(len(sources) / seconds, 3),
+                "speedup_vs_single": round(single / seconds, 3),
+                "merge_s": round(merge_s, 3),
+                "merge_ms_per_clip": round(1000 * merge_s / len(sources), 3),
+            }
         figures["per_clip_s_single"] = round(single / len(sources), 4)
-    _common.emit("preprocess_shards", args, {"clips": args.clips, "seconds": args.seconds, "size": f"{args.width}x{args.height}",
-                                             "shards": counts, "executor": "submitit local (one process per shard, 1 decode worker)",
-                                             "note": "shard times include starting each process (torch import) and polling"}, figures)
+    _common.emit(
+        "preprocess_shards",
+        args,
+        {
+            "clips": args.clips,
+            "seconds": args.seconds,
+            "size": f"{args.width}x{args.height}",
+            "shards": counts,
+            "executor": "submitit local (one process per shard, 1 decode worker)",
+            "note": "shard times include starting each process (torch import) and polling",
+        },
+        figures,
+    )
 
 
 if __name__ == "__main__":

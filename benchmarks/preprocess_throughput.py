@@ -12,19 +12,31 @@ import tempfile
 from pathlib import Path
 
 import _common
+
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.data import synthetic
 from gsavl_cli.io.layouts import discover
 from gsavl_cli.io.media import ffmpeg_encoders
-from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 
 
 def render(folder: Path, clips: int, seconds: float, width: int, height: int) -> float:
     """Writes the clips; returns the seconds it took (not part of the figure)."""
-    _, seconds_taken = _common.timed("cpu", lambda: [
-        synthetic.render_clip(folder / f"clip_{i:03d}.mp4", seconds=seconds, width=width, height=height, fps=25,
-                              category=synthetic.CLASSES[i % len(synthetic.CLASSES)], n_objects=3, seed=i)
-        for i in range(clips)
-    ])
+    _, seconds_taken = _common.timed(
+        "cpu",
+        lambda: [
+            synthetic.render_clip(
+                folder / f"clip_{i:03d}.mp4",
+                seconds=seconds,
+                width=width,
+                height=height,
+                fps=25,
+                category=synthetic.CLASSES[i % len(synthetic.CLASSES)],
+                n_objects=3,
+                seed=i,
+            )
+            for i in range(clips)
+        ],
+    )
     return seconds_taken
 
 
@@ -45,15 +57,31 @@ def main() -> None:
         layout, sources = discover(videos, "folder")
         settings = make_settings(layout)
         for workers in worker_counts:
-            result, seconds = _common.timed("cpu", lambda: run_preprocess(sources, Path(tmp) / "data.h5", settings, workers=workers, overwrite=True))
+            result, seconds = _common.timed(
+                "cpu", lambda: run_preprocess(sources, Path(tmp) / "data.h5", settings, workers=workers, overwrite=True)
+            )
             if result.failed:
                 raise SystemExit(f"preprocess failed: {result.failed[0].reason}")
-            figures[f"workers_{workers}"] = {"seconds": round(seconds, 3), "clips_per_s": round(result.written / seconds, 3), "written": result.written}
+            figures[f"workers_{workers}"] = {
+                "seconds": round(seconds, 3),
+                "clips_per_s": round(result.written / seconds, 3),
+                "written": result.written,
+            }
         figures["store_mib"] = round((Path(tmp) / "data.h5").stat().st_size / 2**20, 2)
-    _common.emit("preprocess_throughput", args, {"clips": args.clips, "seconds": args.seconds, "size": f"{args.width}x{args.height}",
-                                                  "video_codec": "libx264" if "libx264" in ffmpeg_encoders() else "mpeg4", "frame_times": settings["frame_times"],
-                                                  "workers": worker_counts,
-                                                  "note": "workers > 1 includes starting spawn processes (torch import)"}, figures)
+    _common.emit(
+        "preprocess_throughput",
+        args,
+        {
+            "clips": args.clips,
+            "seconds": args.seconds,
+            "size": f"{args.width}x{args.height}",
+            "video_codec": "libx264" if "libx264" in ffmpeg_encoders() else "mpeg4",
+            "frame_times": settings["frame_times"],
+            "workers": worker_counts,
+            "note": "workers > 1 includes starting spawn processes (torch import)",
+        },
+        figures,
+    )
 
 
 if __name__ == "__main__":

@@ -22,10 +22,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import _common
 import torch
 from segment_anything import sam_model_registry
 
-import _common
 from gsavl_cli.segment import SAM_ARCHS
 from gsavl_cli.segment.sdpa import use_original, use_sdpa
 from gsavl_cli.segment.tiny import build_tiny_sam
@@ -47,7 +47,7 @@ def build(arch: str) -> torch.nn.Module:
 
 def _rss_mib(field: str) -> float | None:
     try:
-        line = next(l for l in _STATUS.read_text().splitlines() if l.startswith(field + ":"))
+        line = next(row for row in _STATUS.read_text().splitlines() if row.startswith(field + ":"))
         return int(line.split()[1]) / 1024
     except (OSError, StopIteration, ValueError):
         return None
@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--arch", default="vit_b", choices=(*SAM_ARCHS, "tiny"))
     p.add_argument("--modes", default=",".join(MODES), help="attention modes to time, in order: original,sdpa")
     p.add_argument("--repeats", type=int, default=1, help="timed encoder passes per mode")
-    p.add_argument("--warmup", type=int, default=None, help="untimed passes per mode first (default: 1, 0 for vit_* on the CPU)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="untimed passes per mode first (default: 1, 0 for vit_* on the CPU)"
+    )
     p.add_argument("--batch", type=int, default=1, help="images per encoder pass")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     args = p.parse_args(argv)
@@ -140,9 +142,19 @@ def main(argv: list[str] | None = None) -> None:
         figures["max_abs_output"] = outputs["original"].abs().max().item()
     figures["load_average_start"] = load_start
     figures["load_average_end"] = [round(x, 2) for x in os.getloadavg()]  # 1, 5, 15 min; 2 cores here = busy at 2
-    settings = {"arch": args.arch, "modes": modes, "repeats": args.repeats, "warmup": warmup, "batch": args.batch,
-                "input": f"{args.batch}x3x{size}x{size}", "bf16": args.bf16, "weights": "random (timing only)",
-                "peak_memory": "cuda max_memory_allocated" if args.device.startswith("cuda") else "cpu peak RSS (VmHWM, reset per mode)"}
+    settings = {
+        "arch": args.arch,
+        "modes": modes,
+        "repeats": args.repeats,
+        "warmup": warmup,
+        "batch": args.batch,
+        "input": f"{args.batch}x3x{size}x{size}",
+        "bf16": args.bf16,
+        "weights": "random (timing only)",
+        "peak_memory": "cuda max_memory_allocated"
+        if args.device.startswith("cuda")
+        else "cpu peak RSS (VmHWM, reset per mode)",
+    }
     _common.emit("sam_encoder", args, settings, figures)
 
 

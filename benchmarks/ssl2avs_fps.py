@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import statistics
 
+import _common
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import _common
 from gsavl_cli.model import config_from_preset
 from gsavl_cli.model.ssl2avs import build_ssl2avs
 
@@ -78,7 +78,13 @@ def main() -> None:
         p.error(f"unknown backbone(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     sizes = [int(s) for s in args.size.split(",") if s.strip()]
     rows = [measure(b, s, args) for b in backbones for s in sizes]
-    settings = {"batch_size": args.batch_size, "warmup": args.warmup, "repeats": args.repeats, "bf16": args.bf16, "weights": "random"}
+    settings = {
+        "batch_size": args.batch_size,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "bf16": args.bf16,
+        "weights": "random",
+    }
     _common.emit("ssl2avs_fps", args, settings, {"rows": rows})
 
 

@@ -15,16 +15,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 import _common
+
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.commands.train import EpochLog, TrainConfig, train
 from gsavl_cli.data import synthetic
 from gsavl_cli.io.layouts import discover
 from gsavl_cli.model import config_from_preset
-from gsavl_cli.commands.preprocess import make_settings, run_preprocess
-from gsavl_cli.commands.train import EpochLog, TrainConfig, train
 
 
 def build_store(root: Path, clips: int, width: int, height: int) -> Path:
     """A train-only synthetic world preprocessed into root/data.h5."""
-    synthetic.render_world(root / "world", synthetic.WorldConfig(n_train=clips, n_val=0, n_test=0, width=width, height=height, fps=4))
+    synthetic.render_world(
+        root / "world", synthetic.WorldConfig(n_train=clips, n_val=0, n_test=0, width=width, height=height, fps=4)
+    )
     layout, sources = discover(root / "world", "avsbench-s4", "train")
     output = root / "data.h5"
     result = run_preprocess(sources, output, make_settings(layout))
@@ -35,8 +38,17 @@ def build_store(root: Path, clips: int, width: int, height: int) -> Path:
 
 def bench_preset(preset: str, data: Path, out: Path, args) -> dict[str, object]:
     logs: list[EpochLog] = []
-    cfg = TrainConfig(data=data, out=out, model=config_from_preset(preset), epochs=2, batch_size=args.batch_size,
-                      workers=args.workers, device=args.device, pretrained=False, max_steps=args.steps)
+    cfg = TrainConfig(
+        data=data,
+        out=out,
+        model=config_from_preset(preset),
+        epochs=2,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        pretrained=False,
+        max_steps=args.steps,
+    )
     train(cfg, on_epoch=logs.append)
     warm, measured = logs[0], logs[-1]
     return {
@@ -66,9 +78,21 @@ def main() -> None:
         figures["build_store_s"] = round(seconds, 2)
         for preset in presets:
             figures[preset] = bench_preset(preset, data, Path(tmp) / f"run_{preset}", args)
-    _common.emit("train_throughput", args, {"batch_size": args.batch_size, "steps": args.steps, "warmup_steps": args.steps,
-                                             "presets": presets, "pretrained": False, "clips": clips, "workers": args.workers,
-                                             "amp": "bf16 autocast" if args.device.startswith("cuda") else "off (fp32)"}, figures)
+    _common.emit(
+        "train_throughput",
+        args,
+        {
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "warmup_steps": args.steps,
+            "presets": presets,
+            "pretrained": False,
+            "clips": clips,
+            "workers": args.workers,
+            "amp": "bf16 autocast" if args.device.startswith("cuda") else "off (fp32)",
+        },
+        figures,
+    )
 
 
 if __name__ == "__main__":

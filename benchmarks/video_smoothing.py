@@ -23,21 +23,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import _common
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_video import colour_localizer  # noqa: E402  (the tests' hand-built localizer)
+from test_video import colour_localizer
 
-from gsavl_cli import metrics  # noqa: E402
-from gsavl_cli.commands.localize_video import VideoSettings, localize_video  # noqa: E402
-from gsavl_cli.data.synthetic import CLASSES  # noqa: E402
-from gsavl_cli.data.synthetic_video import render_video  # noqa: E402
-from gsavl_cli.io.masks import read_masks  # noqa: E402
-from gsavl_cli.model import save_checkpoint  # noqa: E402
-from gsavl_cli.predictor import Predictor, SamplerChoice  # noqa: E402
+from gsavl_cli import metrics
+from gsavl_cli.commands.localize_video import VideoSettings, localize_video
+from gsavl_cli.data.synthetic import CLASSES
+from gsavl_cli.data.synthetic_video import render_video
+from gsavl_cli.io.masks import read_masks
+from gsavl_cli.model import save_checkpoint
+from gsavl_cli.predictor import Predictor, SamplerChoice
 
 
 def _tau(text: str) -> float | None:
@@ -66,22 +65,37 @@ def main() -> None:
         folder = Path(tmp)
         model, config = colour_localizer(CLASSES[:4])
         save_checkpoint(folder / "colour.pt", model, config)
-        predictor = Predictor.from_checkpoint(folder / "colour.pt", device=args.device, segmenter="region",
-                                              align_corners=False)
+        predictor = Predictor.from_checkpoint(
+            folder / "colour.pt", device=args.device, segmenter="region", align_corners=False
+        )
         for seed in args.seeds:
-            clip = render_video(folder / f"clip{seed}.mp4", seconds=args.seconds, fps=8, categories=CLASSES[:3],
-                                speed=args.speed, seed=seed)
+            clip = render_video(
+                folder / f"clip{seed}.mp4",
+                seconds=args.seconds,
+                fps=8,
+                categories=CLASSES[:3],
+                speed=args.speed,
+                seed=seed,
+            )
             for tau in args.taus:
-                settings = VideoSettings(every=args.every, map_name="av", sampler=SamplerChoice("naive"), smooth=tau,
-                                         timeline=folder / "t.json", masks=folder / "m.npz", chunk_size=16)
+                settings = VideoSettings(
+                    every=args.every,
+                    map_name="av",
+                    sampler=SamplerChoice("naive"),
+                    smooth=tau,
+                    timeline=folder / "t.json",
+                    masks=folder / "m.npz",
+                    chunk_size=16,
+                )
                 localize_video(clip.path, predictor, settings)
                 entries = json.loads(settings.timeline.read_text())["timeline"]
                 times = np.array([e["time"] for e in entries])
                 with read_masks(settings.masks) as archive:
                     hits, ious = score(entries, archive.all(), clip.truth(times))
                 after = (times >= switch) & (times < switch + 1.5)
-                row = results.setdefault("none" if tau is None else f"{tau:g}",
-                                         {"hits": [], "ious": [], "after_hits": [], "after_ious": []})
+                row = results.setdefault(
+                    "none" if tau is None else f"{tau:g}", {"hits": [], "ious": [], "after_hits": [], "after_ious": []}
+                )
                 row["hits"].append(hits)
                 row["ious"].append(ious)
                 row["after_hits"].append(hits[after])
@@ -96,9 +110,20 @@ def main() -> None:
         }
         for tau, r in results.items()
     }
-    _common.emit("video_smoothing", args, {"seeds": args.seeds, "seconds": args.seconds, "every": args.every,
-                                           "speed_widths_per_s": args.speed, "sampler": "naive", "segmenter": "region",
-                                           "localizer": "tests' colour localizer"}, figures)
+    _common.emit(
+        "video_smoothing",
+        args,
+        {
+            "seeds": args.seeds,
+            "seconds": args.seconds,
+            "every": args.every,
+            "speed_widths_per_s": args.speed,
+            "sampler": "naive",
+            "segmenter": "region",
+            "localizer": "tests' colour localizer",
+        },
+        figures,
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,15 @@ class WeightsError(UsageError):
 class DamagedClipError(MediaError):
     """A clip in a store whose bytes no longer decode (or decode to nonsense); names the store and the clip."""
 
-    def __init__(self, message: str, hint: str | None = None, *, clip: str | None = None, reason: str | None = None) -> None:
-        super().__init__(message, hint or "`gsavl inspect --verify STORE` lists every damaged clip; "
-                                        "--skip-bad leaves them out, or preprocess those clips again")
+    def __init__(
+        self, message: str, hint: str | None = None, *, clip: str | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(
+            message,
+            hint
+            or "`gsavl inspect --verify STORE` lists every damaged clip; "
+            "--skip-bad leaves them out, or preprocess those clips again",
+        )
         self.clip, self.reason = clip, reason or message
 
 
@@ -43,4 +49,6 @@ def unwrap_worker_message(message: str) -> str:
     if not message.startswith("Caught ") or "Original Traceback" not in message:
         return message
     last = next((line for line in reversed(message.splitlines()) if line.strip()), message)
-    return last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].rsplit(".", 1)[-1].endswith("Error") else last
+    return (
+        last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].rsplit(".", 1)[-1].endswith("Error") else last
+    )

@@ -85,7 +85,9 @@ def register_store(name: str, path: Path, layout: str, clips: int) -> NamedStore
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / STORES_FILE, json.dumps(index, indent=2, sort_keys=True).encode("utf-8"))
     if isinstance(previous, dict) and previous.get("path") != entry.path:
-        return NamedStore(name, str(previous.get("path")), str(previous.get("layout")), int(previous.get("clips", -1)), 0.0)
+        return NamedStore(
+            name, str(previous.get("path")), str(previous.get("layout")), int(previous.get("clips", -1)), 0.0
+        )
     return None
 
 
@@ -136,8 +138,10 @@ def latest_run() -> TrainedRun | None:
     return next((run for run in reversed(trained_runs()) if Path(run.checkpoint).exists()), None)
 
 
-NO_MODEL = ("no trained model to use: pass --checkpoint FILE, train one with `gsavl train --dataset NAME`, "
-            "or use the training-free object prior with --map obj")
+NO_MODEL = (
+    "no trained model to use: pass --checkpoint FILE, train one with `gsavl train --dataset NAME`, "
+    "or use the training-free object prior with --map obj"
+)
 
 
 def choose_checkpoint(given: Path | None, maps: tuple[str, ...]) -> tuple[Path | None, TrainedRun | None]:

@@ -8,6 +8,7 @@ command or test meets it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 from collections.abc import Callable
@@ -50,8 +51,11 @@ def family_problems(versions: dict[str, str], pins: dict[str, str]) -> list[str]
         if partners is None:
             problems.append(f"torch {torch_pin} is pinned, but no tested torchvision/torchaudio set is known for it")
         else:
-            problems += [f"{name} is pinned to {pins.get(name)}, but torch {torch_pin} needs {want}"
-                         for name, want in partners.items() if name in pins and pins[name] != want]
+            problems += [
+                f"{name} is pinned to {pins.get(name)}, but torch {torch_pin} needs {want}"
+                for name, want in partners.items()
+                if name in pins and pins[name] != want
+            ]
     for name in FAMILY:
         have, want = versions.get(name), pins.get(name)
         if have is None:
@@ -64,10 +68,8 @@ def family_problems(versions: dict[str, str], pins: dict[str, str]) -> list[str]
 def _versions() -> Check:
     versions = {}
     for name in FAMILY:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     problems = family_problems(versions, pinned_versions())
     shown = ", ".join(f"{k} {v}" for k, v in versions.items())
     return Check("torch family", not problems, "; ".join(problems) or shown)
@@ -117,7 +119,9 @@ def _ffmpeg() -> str:
     from gsavl_cli.io.media import ffmpeg_binary
 
     binary = ffmpeg_binary()
-    head = subprocess.run([binary, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30).stdout.splitlines()
+    head = subprocess.run(
+        [binary, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30
+    ).stdout.splitlines()
     return f"{binary}: {head[0] if head else '?'}"
 
 
@@ -130,5 +134,13 @@ def _run(name: str, probe: Callable[[], str]) -> Check:
 
 def run_checks() -> list[Check]:
     """Every check, each isolated, in the order a failure is most telling."""
-    return [_versions()] + [_run(n, p) for n, p in (("torchaudio kernels", _torchaudio), ("torchvision kernels", _torchvision),
-                                                   ("h5py", _h5py), ("soundfile", _soundfile), ("ffmpeg", _ffmpeg))]
+    return [_versions()] + [
+        _run(n, p)
+        for n, p in (
+            ("torchaudio kernels", _torchaudio),
+            ("torchvision kernels", _torchvision),
+            ("h5py", _h5py),
+            ("soundfile", _soundfile),
+            ("ffmpeg", _ffmpeg),
+        )
+    ]

@@ -188,7 +188,9 @@ def _avs_iou(scores: np.ndarray, masks: np.ndarray, eps: float) -> np.ndarray:
     return inter / (union + eps)
 
 
-def avsbench_miou(preds: Any, gts: Any, batch: int = AVS_BATCH_FRAMES, *, from_logits: bool = True, eps: float = 1e-7) -> float:
+def avsbench_miou(
+    preds: Any, gts: Any, batch: int = AVS_BATCH_FRAMES, *, from_logits: bool = True, eps: float = 1e-7
+) -> float:
     """AVSBench's M_J (`mask_iou`) over frames [N,H,W] split into consecutive batches of `batch` frames.
 
     Per frame: P = sigmoid(pred) > 0.5 (or pred > 0.5 with `from_logits=False`), IoU =
@@ -218,7 +220,13 @@ def _batch_fmeasure(curves: list[np.ndarray]) -> float:
 
 
 def avsbench_fmeasure(
-    preds: Any, gts: Any, batch: int = AVS_BATCH_FRAMES, *, from_logits: bool = True, beta2: float = 0.3, n_thresholds: int = 255
+    preds: Any,
+    gts: Any,
+    batch: int = AVS_BATCH_FRAMES,
+    *,
+    from_logits: bool = True,
+    beta2: float = 0.3,
+    n_thresholds: int = 255,
 ) -> float:
     """AVSBench's M_F (`Eval_Fmeasure`, beta^2 = 0.3) over frames [N,H,W] in batches of `batch` frames.
 
@@ -236,7 +244,9 @@ def avsbench_fmeasure(
     return float(np.mean(per_batch)) if per_batch else math.nan
 
 
-def frame_fmeasure(preds: Any, gts: Any, *, from_logits: bool = True, beta2: float = 0.3, n_thresholds: int = 255) -> float:
+def frame_fmeasure(
+    preds: Any, gts: Any, *, from_logits: bool = True, beta2: float = 0.3, n_thresholds: int = 255
+) -> float:
     """Batch-independent M_F: the mean over frames with a non-empty ground truth of each
     frame's own best F over the benchmark's thresholds (`f_measure_soft`). NaN if none."""
     scores, masks = _avs_inputs(preds, gts, from_logits)
@@ -285,8 +295,16 @@ def avsbench_from_rows(rows: Sequence[dict], videos_per_batch: int = 1, beta2: f
     for row in rows:
         videos.setdefault(row.get("clip"), []).append(row)
     groups = list(videos.values())
-    batches = [sum(groups[i : i + videos_per_batch], []) for i in range(0, len(groups), videos_per_batch)]
-    out: dict[str, Any] = {"avsbench_miou": None, "avsbench_fmeasure": None, "frame_fmeasure": None, "batches": len(batches)}
+    batches = [
+        [row for group in groups[i : i + videos_per_batch] for row in group]
+        for i in range(0, len(groups), videos_per_batch)
+    ]
+    out: dict[str, Any] = {
+        "avsbench_miou": None,
+        "avsbench_fmeasure": None,
+        "frame_fmeasure": None,
+        "batches": len(batches),
+    }
     if not batches:
         return out
     ious = [[r.get("iou") for r in b] for b in batches]
@@ -366,9 +384,7 @@ def _grid_shape(size: int | Sequence[int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def boxes_to_mask(
-    boxes: Any, size: int | Sequence[int] = 224, normalized: bool = True
-) -> np.ndarray:
+def boxes_to_mask(boxes: Any, size: int | Sequence[int] = 224, normalized: bool = True) -> np.ndarray:
     """Union of [x1,y1,x2,y2] boxes as a bool mask [H,W], EZ-VSL's `bbox2gtmap` convention.
 
     size: an int for a square grid or (height, width). Normalised boxes are clipped to

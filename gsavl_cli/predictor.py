@@ -29,7 +29,16 @@ import torch
 from gsavl_cli import samplers
 from gsavl_cli.data import features
 from gsavl_cli.errors import GsavlError, UsageError, WeightsError
-from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES, Localizer, ModelConfig, build_object_prior, coarse_maps, full_maps, load_checkpoint
+from gsavl_cli.model import (
+    ALIGN_CORNERS,
+    MAP_NAMES,
+    Localizer,
+    ModelConfig,
+    build_object_prior,
+    coarse_maps,
+    full_maps,
+    load_checkpoint,
+)
 from gsavl_cli.model.checkpoint import DEFAULT_FAMILY
 from gsavl_cli.model.config import check_choice
 from gsavl_cli.model.prior import ObjectPrior
@@ -45,7 +54,9 @@ def prompt_generator(seed: int, key: str, map_name: str, sampler: str) -> torch.
     return samplers.make_generator(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
-def window_around(waveform: np.ndarray, time: float, seconds: float, sample_rate: int = features.SAMPLE_RATE) -> np.ndarray:
+def window_around(
+    waveform: np.ndarray, time: float, seconds: float, sample_rate: int = features.SAMPLE_RATE
+) -> np.ndarray:
     """`seconds` of audio centred on `time`, shifted to stay inside the clip (tiled if shorter)."""
     length = int(round(seconds * sample_rate))
     if len(waveform) <= length:
@@ -213,8 +224,17 @@ class Predictor:
             chosen: Segmenter = OwnMask()
         else:
             chosen = make_segmenter(segmenter, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
-        return cls(model, chosen, device=device, alpha=alpha, align_corners=align_corners, interpolation=interpolation,
-                   resnet_checkpoint=resnet_checkpoint, pretrained_prior=pretrained_prior, family=family)
+        return cls(
+            model,
+            chosen,
+            device=device,
+            alpha=alpha,
+            align_corners=align_corners,
+            interpolation=interpolation,
+            resnet_checkpoint=resnet_checkpoint,
+            pretrained_prior=pretrained_prior,
+            family=family,
+        )
 
     @property
     def own_mask(self) -> bool:
@@ -236,8 +256,9 @@ class Predictor:
             return self.prior
         except WeightsError as exc:
             asked = ", ".join(m for m in maps if m in ("obj", "avobj"))
-            raise WeightsError(f"the {asked} map (--map {asked}) needs the object prior's weights: {exc}",
-                               hint=exc.hint) from None
+            raise WeightsError(
+                f"the {asked} map (--map {asked}) needs the object prior's weights: {exc}", hint=exc.hint
+            ) from None
 
     @property
     def prior(self) -> ObjectPrior:
@@ -249,11 +270,15 @@ class Predictor:
 
     # -- clips ---------------------------------------------------------------------------
 
-    def set_clip(self, frame: np.ndarray, waveform: np.ndarray, *, time: float | None = None, key: str | None = None) -> None:
+    def set_clip(
+        self, frame: np.ndarray, waveform: np.ndarray, *, time: float | None = None, key: str | None = None
+    ) -> None:
         """Makes this frame and its audio the current clip; computes its image embedding once."""
         self.clip = self.prepare([ClipInput(frame, waveform, time, key)])[0]
 
-    def prepare(self, clips: Sequence[ClipInput], maps: Sequence[str] = (), *, batch_size: int = 4) -> list[PreparedClip]:
+    def prepare(
+        self, clips: Sequence[ClipInput], maps: Sequence[str] = (), *, batch_size: int = 4
+    ) -> list[PreparedClip]:
         """The batched form: audio inputs, image embeddings (and heatmaps `maps`) for many clips."""
         prepared = [
             PreparedClip(c.key if c.key is not None else "clip", _check_frame(c.frame), self._audio(c), None)  # type: ignore[arg-type]
@@ -294,8 +319,10 @@ class Predictor:
         for name in maps:
             check_choice("heatmap", name, MAP_NAMES)
         if self.localizer is None and set(maps) - {"obj"}:
-            raise UsageError(f"the {', '.join(sorted(set(maps) - {'obj'}))} map(s) need a trained model",
-                             hint="pass --checkpoint FILE (or train one with `gsavl train`), or use --map obj")
+            raise UsageError(
+                f"the {', '.join(sorted(set(maps) - {'obj'}))} map(s) need a trained model",
+                hint="pass --checkpoint FILE (or train one with `gsavl train`), or use --map obj",
+            )
         need = {"av"} if any(m in ("av", "avobj") for m in maps) or self.family != "localizer" else set()
         need |= {"obj"} if any(m in ("obj", "avobj") for m in maps) else set()
         todo = [c for c in clips if not need <= set(c.coarse)]
@@ -304,11 +331,21 @@ class Predictor:
         transform = features.test_transform(self.config.image_size, interpolation=self.interpolation)
         images = torch.stack([transform(c.frame) for c in todo]).to(self.device)
         lengths = torch.tensor([c.audio.shape[0] for c in todo], dtype=torch.long, device=self.device)
-        audio = torch.nn.utils.rnn.pad_sequence([c.audio for c in todo], batch_first=True) if todo[0].audio.dim() == 3 \
+        audio = (
+            torch.nn.utils.rnn.pad_sequence([c.audio for c in todo], batch_first=True)
+            if todo[0].audio.dim() == 3
             else torch.stack([c.audio for c in todo])
+        )
         wanted = tuple(m for m in ("av", "obj") if m in need)
         if self.family == "localizer":
-            found = coarse_maps(self.localizer, self._prior_for(maps) if "obj" in need else None, images, audio.to(self.device), lengths, wanted)
+            found = coarse_maps(
+                self.localizer,
+                self._prior_for(maps) if "obj" in need else None,
+                images,
+                audio.to(self.device),
+                lengths,
+                wanted,
+            )
         else:  # a segmentation model: its localization heatmap is the av map, its mask logits come along
             with torch.no_grad():
                 out = self.localizer.predict(images, audio.to(self.device), lengths)
@@ -318,8 +355,9 @@ class Predictor:
         for k, clip in enumerate(todo):
             clip.coarse.update({name: maps_[k : k + 1] for name, maps_ in found.items()})
 
-    def heatmap_tensor(self, map_name: str = "avobj", *, clip: PreparedClip | None = None,
-                       size: tuple[int, int] | None = None) -> torch.Tensor:
+    def heatmap_tensor(
+        self, map_name: str = "avobj", *, clip: PreparedClip | None = None, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """One heatmap [H,W] in [0,1] at the frame's size (or `size`), on the predictor's device."""
         current = self._current(clip)
         size = tuple(size or current.size)  # type: ignore[assignment]
@@ -338,11 +376,20 @@ class Predictor:
     def _own_mask(self, clip: PreparedClip, map_name: str) -> Prediction:
         """The segmentation model's own mask at the frame's size (logit > 0)."""
         self._compute_coarse([clip], ("av",))
-        logits = torch.nn.functional.interpolate(clip.coarse["mask"][None].float(), size=clip.size, mode="bilinear",
-                                                 align_corners=False)[0, 0]
+        logits = torch.nn.functional.interpolate(
+            clip.coarse["mask"][None].float(), size=clip.size, mode="bilinear", align_corners=False
+        )[0, 0]
         mask = (logits > 0).cpu().numpy()
-        return Prediction(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), mask, score=float("nan"), rounds=1,
-                          map=map_name, sampler=OwnMask.name, segmenter=OwnMask.name)
+        return Prediction(
+            np.zeros((0, 2), np.float32),
+            np.zeros(0, np.int64),
+            mask,
+            score=float("nan"),
+            rounds=1,
+            map=map_name,
+            sampler=OwnMask.name,
+            segmenter=OwnMask.name,
+        )
 
     def predict(
         self,
@@ -371,12 +418,14 @@ class Predictor:
             return self._own_mask(current, map)
         if cascade_rounds < 1:
             raise UsageError(f"cascade rounds must be >= 1, got {cascade_rounds}")
-        heat = (self.heatmap_tensor(map, clip=current) if heatmap is None else samplers.as_heatmap(heatmap)).to(self.device)
+        heat = (self.heatmap_tensor(map, clip=current) if heatmap is None else samplers.as_heatmap(heatmap)).to(
+            self.device
+        )
         if tuple(heat.shape) != current.size:
             raise UsageError(f"heatmap {tuple(heat.shape)} and frame {current.size} differ in size")
         generator = prompt_generator(seed, current.key, map, sampler)
         sampling, best, best_prompts, best_agreement, used = heat, None, None, -1.0, 0
-        for used in range(1, cascade_rounds + 1):
+        for used in range(1, cascade_rounds + 1):  # noqa: B007 (`used` is the rounds count after the loop)
             prompts = samplers.sample(sampler, sampling, generator=generator, negatives=negatives, **sampler_params)
             result = self.segmenter.segment_many(current.embedding, [prompts], mask_choice=mask_choice, heatmap=heat)[0]
             mask = torch.from_numpy(result.mask).to(heat.device)
@@ -391,8 +440,17 @@ class Predictor:
                 break
             sampling = sampling / peak
         assert best is not None and best_prompts is not None
-        return Prediction(best_prompts.points, best_prompts.labels, best.mask, float(best.score), used, map, sampler,
-                          self.segmenter.name, best_agreement)
+        return Prediction(
+            best_prompts.points,
+            best_prompts.labels,
+            best.mask,
+            float(best.score),
+            used,
+            map,
+            sampler,
+            self.segmenter.name,
+            best_agreement,
+        )
 
 
 class OwnMask:

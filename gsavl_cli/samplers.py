@@ -54,9 +54,7 @@ class Prompts:
     def concat(self, *others: Prompts) -> Prompts:
         """These prompts followed by `others`' (order is kept: positives first stays first)."""
         parts = (self, *others)
-        return Prompts(
-            np.concatenate([p.points for p in parts]), np.concatenate([p.labels for p in parts])
-        )
+        return Prompts(np.concatenate([p.points for p in parts]), np.concatenate([p.labels for p in parts]))
 
 
 @dataclass(frozen=True)
@@ -152,9 +150,7 @@ def as_heatmap(heatmap: Any) -> torch.Tensor:
         raise UsageError(f"a heatmap must be a non-empty [H,W] map, got shape {tuple(heat.shape)}")
     heat = heat.float()
     if not bool(torch.isfinite(heat).all()):
-        raise UsageError(
-            "the heatmap contains NaN or infinite values", hint="normalise the heatmap to [0,1] first"
-        )
+        raise UsageError("the heatmap contains NaN or infinite values", hint="normalise the heatmap to [0,1] first")
     return heat
 
 
@@ -180,9 +176,7 @@ def _check_params(info: SamplerInfo, params: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(params) - set(info.params))
     if unknown:
         takes = ", ".join(f"{k}={v!r}" for k, v in info.params.items()) or "no options"
-        raise UsageError(
-            f"sampler '{info.name}' has no option {', '.join(unknown)}", hint=f"it takes: {takes}"
-        )
+        raise UsageError(f"sampler '{info.name}' has no option {', '.join(unknown)}", hint=f"it takes: {takes}")
     return {k: _coerce(info.name, k, v, info.params[k]) for k, v in params.items()}
 
 
@@ -193,9 +187,7 @@ def _check_output(name: str, prompts: Any, shape: tuple[int, int]) -> Prompts:
     pts = prompts.points
     inside = (pts[:, 0] >= 0) & (pts[:, 0] <= width - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= height - 1)
     if len(prompts) == 0 or not inside.all():
-        raise GsavlError(
-            f"sampler '{name}' returned no points or points outside the {width}x{height} heatmap"
-        )
+        raise GsavlError(f"sampler '{name}' returned no points or points outside the {width}x{height} heatmap")
     return prompts
 
 
@@ -331,9 +323,7 @@ def _top_stable(flat: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @register_sampler("prob")
-def prob(
-    heatmap: torch.Tensor, generator: torch.Generator, p: float = 0.01, n: int = 3, ties: bool = False
-) -> Prompts:
+def prob(heatmap: torch.Tensor, generator: torch.Generator, p: float = 0.01, n: int = 3, ties: bool = False) -> Prompts:
     """N points drawn with replacement from the top-p pixels, with probability proportional to value.
 
     The candidates are the original's: the last `H*W - int((1 - p) * H*W)` entries of an
@@ -368,9 +358,7 @@ def peaks(
     (Chebyshev) from every stronger chosen peak, so a plateau yields one point.
     """
     if k < 1 or radius < 0 or not 0.0 <= min_value <= 1.0:
-        raise UsageError(
-            f"peaks: need k >= 1, radius >= 0, 0 <= min_value <= 1; got {k}, {radius}, {min_value}"
-        )
+        raise UsageError(f"peaks: need k >= 1, radius >= 0, 0 <= min_value <= 1; got {k}, {radius}, {min_value}")
     height, width = heatmap.shape
     r = radius or max(1, round(0.05 * min(height, width)))
     pooled = F.max_pool2d(heatmap[None, None], kernel_size=2 * r + 1, stride=1, padding=r)[0, 0]

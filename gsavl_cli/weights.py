@@ -59,9 +59,7 @@ SUBSET_LISTS = tuple(_SUBSET_LISTS)
 
 
 def _sam(variant: str, filename: str, size: int, sha256: str) -> WeightSpec:
-    return WeightSpec(
-        f"sam_{variant}", filename, _SAM_URL + filename, sha256, size, f"SAM {variant}"
-    )
+    return WeightSpec(f"sam_{variant}", filename, _SAM_URL + filename, sha256, size, f"SAM {variant}")
 
 
 WEIGHTS: dict[str, WeightSpec] = {
@@ -85,9 +83,7 @@ WEIGHTS: dict[str, WeightSpec] = {
             375_042_383,
             "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
         ),
-        WeightSpec(
-            "vggish", VGGISH_WEIGHTS.rsplit("/", 1)[1], VGGISH_WEIGHTS, None, None, "VGGish"
-        ),
+        WeightSpec("vggish", VGGISH_WEIGHTS.rsplit("/", 1)[1], VGGISH_WEIGHTS, None, None, "VGGish"),
         WeightSpec(
             "resnet18_imagenet",
             _RESNET18.rsplit("/", 1)[1],
@@ -106,7 +102,14 @@ WEIGHTS: dict[str, WeightSpec] = {
         ),
         WeightSpec("pvt_v2_b5_imagenet", "pvt_v2_b5.pth", _PVT_V2_B5, None, None, "PVT-v2-b5 ImageNet"),
         *(
-            WeightSpec(f"subset_{name}", f"ezvsl_{file}", _EZVSL_LISTS.format(commit=commit, file=file), None, None, f"EZ-VSL list {name}")
+            WeightSpec(
+                f"subset_{name}",
+                f"ezvsl_{file}",
+                _EZVSL_LISTS.format(commit=commit, file=file),
+                None,
+                None,
+                f"EZ-VSL list {name}",
+            )
             for name, (commit, file) in _SUBSET_LISTS.items()
         ),
     )
@@ -180,8 +183,7 @@ def resolve_weights(
         if not path.is_file():
             raise WeightsError(
                 f"{spec.description} weights not found: {path}",
-                hint=f"check the path given with {_option(name)}, or leave it out to use "
-                f"{cache_dir() / spec.filename}",
+                hint=f"check the path given with {_option(name)}, or leave it out to use {cache_dir() / spec.filename}",
             )
         return path
     target = cache_dir() / spec.filename
@@ -200,7 +202,9 @@ def torch_load(path: Path) -> Any:
         raise WeightsError(f"file not found: {path}", hint="check the path")
     try:
         with torch.serialization.safe_globals(_NUMPY_SCALARS), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch's note on foreign pickle protocols; the error below says it
+            warnings.simplefilter(
+                "ignore", UserWarning
+            )  # torch's note on foreign pickle protocols; the error below says it
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for a file that is not its own
         raise WeightsError(
@@ -218,9 +222,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not all(
-        isinstance(value, torch.Tensor) for value in obj.values()
-    ):
+    if not isinstance(obj, dict) or not all(isinstance(value, torch.Tensor) for value in obj.values()):
         raise WeightsError(
             f"no state dict of tensors in {path}",
             hint="pass a weights file (a saved state_dict), not another kind of object",
@@ -249,8 +251,7 @@ def _missing(spec: WeightSpec, target: Path, reason: str | None = None) -> Weigh
         what = f"{spec.description} weights not found: {spec.filename}{because}"
     return WeightsError(
         what,
-        hint=f"download {spec.url} and put it in {target.parent}/ "
-        f"or pass {_option(spec.name)} PATH",
+        hint=f"download {spec.url} and put it in {target.parent}/ or pass {_option(spec.name)} PATH",
     )
 
 
@@ -280,8 +281,7 @@ def _verify(spec: WeightSpec, path: Path) -> None:
         raise WeightsError(
             f"checksum mismatch for downloaded {spec.filename}: sha256 {digest[:16]}..., "
             f"expected {expected[:16]}...; the file was deleted",
-            hint=f"try again; if it persists download {spec.url} yourself and pass "
-            f"{_option(spec.name)} PATH",
+            hint=f"try again; if it persists download {spec.url} yourself and pass {_option(spec.name)} PATH",
         )
 
 

@@ -34,10 +34,30 @@ def made(synthetic_world, tmp_path_factory) -> dict[str, Path]:
     """Good inputs made once: a store with masks, a checkpoint trained on it, a clip, a folder of clips."""
     root = tmp_path_factory.mktemp("good")
     store = root / "world.h5"
-    ok = runner.invoke(app, ["-q", "preprocess", str(synthetic_world.root), "-o", str(store), "--workers", "1", "--no-register"])
+    ok = runner.invoke(
+        app, ["-q", "preprocess", str(synthetic_world.root), "-o", str(store), "--workers", "1", "--no-register"]
+    )
     assert ok.exit_code == 0, ok.output
-    ok = runner.invoke(app, ["-q", "train", "--dataset", str(store), "--out", str(root / "run"), "--no-pretrained", "--epochs", "1",
-                             "--batch-size", "4", "--max-steps", "1", "--workers", "0"])
+    ok = runner.invoke(
+        app,
+        [
+            "-q",
+            "train",
+            "--dataset",
+            str(store),
+            "--out",
+            str(root / "run"),
+            "--no-pretrained",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "1",
+            "--workers",
+            "0",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     clip = render_clip(root / "clip.mp4", seed=1).path
     for i in range(3):
@@ -132,7 +152,9 @@ def _eval_out_is_data(made, d):
 
 def _eval_cache_is_checkpoint(made, d):
     store, ckpt = _copy(made, "store", d), _copy(made, "checkpoint", d)
-    return _region("eval", "--dataset", str(store), "--checkpoint", str(ckpt), "--out", str(d / "e"), "--save-heatmaps", str(ckpt))
+    return _region(
+        "eval", "--dataset", str(store), "--checkpoint", str(ckpt), "--out", str(d / "e"), "--save-heatmaps", str(ckpt)
+    )
 
 
 def _localize_onto_clip(made, d):
@@ -147,8 +169,17 @@ def _localize_onto_checkpoint(made, d):
 
 def _localize_video_into_folder(made, d):
     videos, ckpt = _copy(made, "videos", d), _copy(made, "checkpoint", d)
-    return _region("localize", str(videos / "c0.mp4"), str(videos), "--checkpoint", str(ckpt), "--out-dir", str(d / "o"),
-                   "--video", str(videos / "overlay.mp4"))
+    return _region(
+        "localize",
+        str(videos / "c0.mp4"),
+        str(videos),
+        "--checkpoint",
+        str(ckpt),
+        "--out-dir",
+        str(d / "o"),
+        "--video",
+        str(videos / "overlay.mp4"),
+    )
 
 
 def _media_case(make: Callable[[Path], None], name: str):
@@ -156,6 +187,7 @@ def _media_case(make: Callable[[Path], None], name: str):
         ckpt = _copy(made, "checkpoint", d)
         make(d / name)
         return _region("localize", str(d / name), "--checkpoint", str(ckpt), "-o", str(d / "mask.png"))
+
     return setup
 
 
@@ -175,6 +207,7 @@ def _bad_checkpoint(content: Callable[[], bytes]):
         clip = _copy(made, "clip", d)
         (d / "model.pt").write_bytes(content())
         return _region("localize", str(clip), "--checkpoint", str(d / "model.pt"), "-o", str(d / "mask.png"))
+
     return setup
 
 
@@ -185,37 +218,117 @@ def _damaged_store(damage: Callable[[Path, str], None], command: str):
         damage(store, clip)
         (d / "clip-id").write_text(clip)
         if command == "train":
-            return ["train", "--dataset", str(store), "--split", "all", "--out", str(d / "run"), "--no-pretrained", "--epochs", "1",
-                    "--batch-size", "16", "--max-steps", "1", "--workers", "0"]
+            return [
+                "train",
+                "--dataset",
+                str(store),
+                "--split",
+                "all",
+                "--out",
+                str(d / "run"),
+                "--no-pretrained",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--max-steps",
+                "1",
+                "--workers",
+                "0",
+            ]
         return _region("eval", "--dataset", str(store), "--checkpoint", str(ckpt), "--out", str(d / "e"))
+
     return setup
 
 
 CASES = [
     Case("preprocess -o onto the source video", _preprocess_onto_source, 2, ("clip.mp4", "-o")),
-    Case("preprocess -o a video inside the source folder", _preprocess_video_into_source, 2, ("out.mp4",), ("videos/out.mp4",)),
+    Case(
+        "preprocess -o a video inside the source folder",
+        _preprocess_video_into_source,
+        2,
+        ("out.mp4",),
+        ("videos/out.mp4",),
+    ),
     Case("preprocess -o an existing non-HDF5 file", _preprocess_onto_notes, 2, ("notes.txt",)),
     Case("train --out the data file", _train_out_is_data, 2, ("--out", "world.h5")),
     Case("eval --out the data file", _eval_out_is_data, 2, ("--out", "world.h5")),
-    Case("eval --save-heatmaps onto the checkpoint", _eval_cache_is_checkpoint, 2, ("--save-heatmaps", "last.pt"), ("e/metrics.json",)),
+    Case(
+        "eval --save-heatmaps onto the checkpoint",
+        _eval_cache_is_checkpoint,
+        2,
+        ("--save-heatmaps", "last.pt"),
+        ("e/metrics.json",),
+    ),
     Case("localize -o onto the clip", _localize_onto_clip, 2, ("-o", "clip.mp4")),
     Case("localize --overlay onto the checkpoint", _localize_onto_checkpoint, 2, ("--overlay", "last.pt")),
     Case("localize --video inside an input folder", _localize_video_into_folder, 2, ("--video", "overlay.mp4"), ("o",)),
-    Case("localize a zero-byte video", _media_case(lambda p: p.write_bytes(b""), "empty.mp4"), 2, ("empty.mp4",), ("mask.png",)),
+    Case(
+        "localize a zero-byte video",
+        _media_case(lambda p: p.write_bytes(b""), "empty.mp4"),
+        2,
+        ("empty.mp4",),
+        ("mask.png",),
+    ),
     Case("localize a truncated video", _media_case(_truncated, "cut.mp4"), 2, ("cut.mp4",), ("mask.png",)),
-    Case("localize a video with no audio", _media_case(lambda p: render_clip(p, audio=False), "mute.mp4"), 2, ("mute.mp4",), ("mask.png",)),
-    Case("localize an audio-only file", _media_case(lambda p: render_clip(p, video=False), "sound.m4a"), 2, ("sound.m4a",), ("mask.png",)),
+    Case(
+        "localize a video with no audio",
+        _media_case(lambda p: render_clip(p, audio=False), "mute.mp4"),
+        2,
+        ("mute.mp4",),
+        ("mask.png",),
+    ),
+    Case(
+        "localize an audio-only file",
+        _media_case(lambda p: render_clip(p, video=False), "sound.m4a"),
+        2,
+        ("sound.m4a",),
+        ("mask.png",),
+    ),
     Case("localize -o under a regular file", _localize_under_a_file, 1, ("notes.txt",)),
-    Case("localize a random-bytes checkpoint", _bad_checkpoint(lambda: os.urandom(4096)), 2, ("model.pt",), ("mask.png",)),
-    Case("localize a pickle payload checkpoint", _bad_checkpoint(lambda: pickle.dumps(Evil())), 2, ("model.pt",), ("mask.png", "pwned")),
-    Case("train on a store with a damaged frame", _damaged_store(_flip_frame, "train"), 2, ("{store}", "{clip}", "frame 0")),
-    Case("eval on a store with a damaged frame", _damaged_store(_flip_frame, "eval"), 2, ("{store}", "{clip}", "frame 0"), ("e/metrics.json",)),
-    Case("eval on a store with a garbled waveform", _damaged_store(lambda s, c: _garble_array(s, c, "waveform"), "eval"), 2,
-         ("{store}", "{clip}", "waveform"), ("e/metrics.json",)),
-    Case("train on a store with garbled log-mel features", _damaged_store(lambda s, c: _garble_array(s, c, "vggish"), "train"), 2,
-         ("{store}", "{clip}", "vggish")),
-    Case("eval on a store with damaged mask bytes", _damaged_store(lambda s, c: _flip_on_disk(s, c, "masks"), "eval"), 2,
-         ("{store}", "{clip}", "masks"), ("e/metrics.json",)),
+    Case(
+        "localize a random-bytes checkpoint", _bad_checkpoint(lambda: os.urandom(4096)), 2, ("model.pt",), ("mask.png",)
+    ),
+    Case(
+        "localize a pickle payload checkpoint",
+        _bad_checkpoint(lambda: pickle.dumps(Evil())),
+        2,
+        ("model.pt",),
+        ("mask.png", "pwned"),
+    ),
+    Case(
+        "train on a store with a damaged frame",
+        _damaged_store(_flip_frame, "train"),
+        2,
+        ("{store}", "{clip}", "frame 0"),
+    ),
+    Case(
+        "eval on a store with a damaged frame",
+        _damaged_store(_flip_frame, "eval"),
+        2,
+        ("{store}", "{clip}", "frame 0"),
+        ("e/metrics.json",),
+    ),
+    Case(
+        "eval on a store with a garbled waveform",
+        _damaged_store(lambda s, c: _garble_array(s, c, "waveform"), "eval"),
+        2,
+        ("{store}", "{clip}", "waveform"),
+        ("e/metrics.json",),
+    ),
+    Case(
+        "train on a store with garbled log-mel features",
+        _damaged_store(lambda s, c: _garble_array(s, c, "vggish"), "train"),
+        2,
+        ("{store}", "{clip}", "vggish"),
+    ),
+    Case(
+        "eval on a store with damaged mask bytes",
+        _damaged_store(lambda s, c: _flip_on_disk(s, c, "masks"), "eval"),
+        2,
+        ("{store}", "{clip}", "masks"),
+        ("e/metrics.json",),
+    ),
 ]
 
 
@@ -243,7 +356,10 @@ def test_bad_input_is_one_clear_error_and_costs_nothing(case: Case, made, tmp_pa
     assert text.count("error:") == 1 and "internal error" not in text, text
     assert "[bold" not in text and "[/]" not in text and "[dim]" not in text, text  # markup rendered, never raw
     flat = "".join(text.split())  # rich wraps long lines anywhere
-    fills = {"{store}": str(tmp_path / "world.h5"), "{clip}": (tmp_path / "clip-id").read_text() if (tmp_path / "clip-id").exists() else ""}
+    fills = {
+        "{store}": str(tmp_path / "world.h5"),
+        "{clip}": (tmp_path / "clip-id").read_text() if (tmp_path / "clip-id").exists() else "",
+    }
     for name in case.names:
         assert "".join(fills.get(name, name).split()) in flat, (name, text)
     after = _hashes(tmp_path)
@@ -267,8 +383,28 @@ def test_inspect_verify_lists_every_damaged_clip_and_skip_bad_goes_on(made, tmp_
 
     damaged = json.loads(listed.stdout)["damaged"]
     assert {d["id"] for d in damaged} == {clips[0], other} and any("frame 0" in d["reason"] for d in damaged)
-    trained = runner.invoke(app, ["train", "--dataset", str(store), "--split", "all", "--out", str(tmp_path / "run"), "--no-pretrained",
-                                  "--epochs", "1", "--batch-size", "4", "--max-steps", "1", "--workers", "0", "--skip-bad"])
+    trained = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            str(store),
+            "--split",
+            "all",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-pretrained",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "1",
+            "--workers",
+            "0",
+            "--skip-bad",
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     flat = " ".join(trained.output.split())
     assert f"skipping damaged clip {clips[0]}" in flat and f"skipping damaged clip {other}" in flat
@@ -279,9 +415,24 @@ def test_an_own_mask_model_needs_no_object_prior_unless_a_map_asks(made, tmp_pat
     from gsavl_cli.commands.train import TrainConfig, train
     from gsavl_cli.model import config_from_preset
 
-    best = train(TrainConfig(data=made["store"], out=tmp_path / "seg", model=config_from_preset("ssl2avs-tiny", image_size=64),
-                             epochs=1, batch_size=2, max_steps=1, workers=0, pretrained=False, frames="annotated"))
-    ok = runner.invoke(app, ["-q", "localize", str(made["clip"]), "--checkpoint", str(best), "-o", str(tmp_path / "m.png")])
+    best = train(
+        TrainConfig(
+            data=made["store"],
+            out=tmp_path / "seg",
+            model=config_from_preset("ssl2avs-tiny", image_size=64),
+            epochs=1,
+            batch_size=2,
+            max_steps=1,
+            workers=0,
+            pretrained=False,
+            frames="annotated",
+        )
+    )
+    ok = runner.invoke(
+        app, ["-q", "localize", str(made["clip"]), "--checkpoint", str(best), "-o", str(tmp_path / "m.png")]
+    )
     assert ok.exit_code == 0, ok.output
-    asked = runner.invoke(app, ["localize", str(made["clip"]), "--checkpoint", str(best), "--map", "avobj", "-o", str(tmp_path / "n.png")])
+    asked = runner.invoke(
+        app, ["localize", str(made["clip"]), "--checkpoint", str(best), "--map", "avobj", "-o", str(tmp_path / "n.png")]
+    )
     assert asked.exit_code == 2 and "--map avobj" in " ".join(asked.output.split()), asked.output

@@ -12,10 +12,34 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = {
     "eval_throughput.py": ["--frames", "2", "--size", "64", "--sam-model", "tiny", "--samplers", "naive,prob"],
-    "localize_latency.py": ["--sam-model", "tiny", "--width", "160", "--height", "96", "--seconds", "2", "--repeats", "1"],
+    "localize_latency.py": [
+        "--sam-model",
+        "tiny",
+        "--width",
+        "160",
+        "--height",
+        "96",
+        "--seconds",
+        "2",
+        "--repeats",
+        "1",
+    ],
     "preprocess_throughput.py": ["--clips", "2", "--seconds", "1", "--width", "96", "--height", "64", "--workers", "1"],
     "preprocess_shards.py": ["--clips", "2", "--seconds", "1", "--width", "96", "--height", "64", "--shards", "2"],
-    "train_throughput.py": ["--steps", "1", "--batch-size", "2", "--presets", "ezvsl", "--workers", "0", "--width", "96", "--height", "64"],
+    "train_throughput.py": [
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--presets",
+        "ezvsl",
+        "--workers",
+        "0",
+        "--width",
+        "96",
+        "--height",
+        "64",
+    ],
     "sam_encoder.py": ["--arch", "tiny", "--repeats", "1"],
     "ssl2avs_fps.py": ["--backbone", "tiny", "--size", "64"],
     "localize_video.py": ["--seconds", "2", "--size", "160x90"],
@@ -30,8 +54,13 @@ def test_every_benchmark_has_a_tiny_setting():
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_benchmark_runs_tiny(script):
-    proc = subprocess.run([sys.executable, str(ROOT / script), *TINY[script], "--threads", "1"], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *TINY[script], "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _json_objects(proc.stdout), proc.stdout[-2000:]
 

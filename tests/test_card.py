@@ -46,10 +46,27 @@ def test_the_cards_three_commands_work_as_written(card):
     listed = json.loads(gsavl("datasets", "--json").stdout)
     assert [(d["name"], d["clips"], d["exists"]) for d in listed] == [("vggsound", 4, True)]
 
-    gsavl("-q", "train", "--dataset", "vggsound10k", "--no-pretrained", "--epochs", "1", "--batch-size", "4",
-          "--max-steps", "1", "--workers", "0")
+    gsavl(
+        "-q",
+        "train",
+        "--dataset",
+        "vggsound10k",
+        "--no-pretrained",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "1",
+        "--workers",
+        "0",
+    )
     run = latest_run()
-    assert run is not None and run.dataset == "vggsound10k" and Path(run.checkpoint) == (card / "runs" / "vggsound10k" / "last.pt").resolve()
+    assert (
+        run is not None
+        and run.dataset == "vggsound10k"
+        and Path(run.checkpoint) == (card / "runs" / "vggsound10k" / "last.pt").resolve()
+    )
 
     clip = card / "videos" / f"{VGGSOUND_NAMES[0]}.mp4"
     result = gsavl("localize", str(clip), "--sampler", "prob", "--segmenter", "region")
@@ -62,7 +79,9 @@ def test_the_cards_three_commands_work_as_written(card):
 def test_no_trained_model_is_one_line_with_the_three_ways_out(card):
     clip = card / "videos" / f"{VGGSOUND_NAMES[0]}.mp4"
     result = gsavl("localize", str(clip), "--sampler", "prob", code=2)
-    assert result.output.startswith("error:") and result.output.count("error:") == 1  # one message (rich wraps it at 80 columns)
+    assert (
+        result.output.startswith("error:") and result.output.count("error:") == 1
+    )  # one message (rich wraps it at 80 columns)
     assert "hint:" not in result.output and isinstance(result.exception, SystemExit)
     flat = " ".join(result.output.split())
     assert NO_MODEL.split(":")[0] in flat and "--checkpoint" in flat and "gsavl train" in flat and "--map obj" in flat
@@ -71,7 +90,9 @@ def test_no_trained_model_is_one_line_with_the_three_ways_out(card):
 
 def test_the_object_prior_needs_no_checkpoint(card):
     clip = card / "videos" / f"{VGGSOUND_NAMES[0]}.mp4"
-    summary = json.loads(gsavl("-q", "localize", str(clip), "--map", "obj", "--segmenter", "region", "-o", "m.png", "--json").stdout)
+    summary = json.loads(
+        gsavl("-q", "localize", str(clip), "--map", "obj", "--segmenter", "region", "-o", "m.png", "--json").stdout
+    )
     assert summary["map"] == "obj" and summary["segmenter"] == "region" and summary["mask_area"] > 0
     assert (card / "m.png").exists() and latest_run() is None
     refused = gsavl("localize", str(clip), "--map", "av", "--segmenter", "region", code=2)

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gsavl_cli.data import features
-
-from gsavl_cli.io.layouts import detect_layout, discover, read_vggss_annotations, vggsound_key
-from gsavl_cli.errors import UsageError
-from gsavl_cli.io.media import write_png
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.data import features
+from gsavl_cli.errors import UsageError
+from gsavl_cli.io.layouts import detect_layout, discover, read_vggss_annotations, vggsound_key
+from gsavl_cli.io.media import write_png
 from gsavl_cli.io.store import open_store
 
 H, W = 24, 32
@@ -207,9 +206,21 @@ def test_very_short_clip_and_odd_sample_rate(tmp_path):
 
     frames = np.full((3, 32, 48, 3), 90, np.uint8)
     t = np.arange(int(0.3 * 11025)) / 11025
-    write_video(tmp_path / "short clip.mkv", frames, 10, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), sample_rate=11025)
+    write_video(
+        tmp_path / "short clip.mkv",
+        frames,
+        10,
+        (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
+        sample_rate=11025,
+    )
     long_t = np.arange(2 * 11025) / 11025
-    write_video(tmp_path / "odd rate.mp4", np.repeat(frames, 7, axis=0), 10, (0.3 * np.sin(2 * np.pi * 300 * long_t)).astype(np.float32), sample_rate=11025)
+    write_video(
+        tmp_path / "odd rate.mp4",
+        np.repeat(frames, 7, axis=0),
+        10,
+        (0.3 * np.sin(2 * np.pi * 300 * long_t)).astype(np.float32),
+        sample_rate=11025,
+    )
     layout, clips = discover(tmp_path)
     result = run_preprocess(clips, tmp_path / "o.h5", make_settings(layout))
     assert result.written == 2, result.failed

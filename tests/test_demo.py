@@ -47,7 +47,9 @@ def test_demo_training_wins_on_every_column(demo):
     _, summary = demo
     trained, untrained, centre = summary["trained"], summary["untrained"], summary["centre_prior"]
     assert trained["pointing_game"] >= 0.8
-    assert trained["pointing_game"] > max(untrained["pointing_game"], centre["pointing_game"], summary["chance_pointing"])
+    assert trained["pointing_game"] > max(
+        untrained["pointing_game"], centre["pointing_game"], summary["chance_pointing"]
+    )
     assert trained["miou"] >= 0.4 and trained["miou"] >= 2 * max(centre["miou"], untrained["miou"])
     assert trained["ciou"] > max(untrained["ciou"], centre["ciou"])
 
@@ -77,9 +79,28 @@ def test_silent_audio_scores_well_below_the_real_audio_on_the_demo_world(demo, t
     folder, summary = demo
     scores = {}
     for audio in ("normal", "silent"):
-        result = runner.invoke(app, ["-q", "eval", "--dataset", str(folder / "world.h5"), "--checkpoint", summary["outputs"]["checkpoint"],
-                                     "--map", "av", "--sampler", "prob", "--segmenter", "region", "--audio", audio,
-                                     "--out", str(tmp_path / audio), "--json"])
+        result = runner.invoke(
+            app,
+            [
+                "-q",
+                "eval",
+                "--dataset",
+                str(folder / "world.h5"),
+                "--checkpoint",
+                summary["outputs"]["checkpoint"],
+                "--map",
+                "av",
+                "--sampler",
+                "prob",
+                "--segmenter",
+                "region",
+                "--audio",
+                audio,
+                "--out",
+                str(tmp_path / audio),
+                "--json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         heat = next(r for r in json.loads(result.stdout)["results"] if r["sampler"] is None)
         scores[audio] = heat["pointing_game"]

@@ -9,8 +9,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 def test_cli_reference_is_current(tmp_path):
     fresh = tmp_path / "cli.md"
-    subprocess.run([sys.executable, "-m", "typer", "gsavl_cli.cli", "utils", "docs", "--name", "gsavl", "--output", str(fresh)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "typer", "gsavl_cli.cli", "utils", "docs", "--name", "gsavl", "--output", str(fresh)],
+        check=True,
+        capture_output=True,
+    )
     assert fresh.read_text() == (DOCS / "cli.md").read_text(), (
         "docs/cli.md is stale: run `python -m typer gsavl_cli.cli utils docs --name gsavl --output docs/cli.md`"
     )

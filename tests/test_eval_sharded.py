@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.console import progress
 from gsavl_cli.io.layouts import discover
-from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
-from gsavl_cli.predictor import SamplerChoice
 from gsavl_cli.model import build_localizer, config_from_preset, save_checkpoint
-from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.predictor import SamplerChoice
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,25 @@ def setup(synthetic_world, tmp_path_factory):
 
 
 def _run(data: Path, ckpt: Path, out: Path) -> dict:
-    settings = EvalSettings(data=data, checkpoint=ckpt, out=out, maps=("av",), samplers=[SamplerChoice("naive"), SamplerChoice("prob")],
-                            segmenter="region", batch_size=2, seed=5)
+    settings = EvalSettings(
+        data=data,
+        checkpoint=ckpt,
+        out=out,
+        maps=("av",),
+        samplers=[SamplerChoice("naive"), SamplerChoice("prob")],
+        segmenter="region",
+        batch_size=2,
+        seed=5,
+    )
     return run_evaluation(settings, progress=progress)
 
 
 def _worker(rank: int, world: int, port: int, root: str) -> None:
     import os
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     try:
         _run(Path(root) / "test.h5", Path(root) / "m.pt", Path(root) / "sharded")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
-from torchvggish import mel_features, vggish_input
 from PIL import Image
+from torchvggish import mel_features, vggish_input
 from torchvision.transforms import v2
 
 from gsavl_cli.data import features
@@ -49,8 +49,14 @@ SIGNALS = [white_noise, tones, chirp, speech_like]
 
 def reference_log_mel(x: np.ndarray) -> np.ndarray:
     return mel_features.log_mel_spectrogram(
-        x, audio_sample_rate=SR, log_offset=0.01, window_length_secs=0.025, hop_length_secs=0.010,
-        num_mel_bins=64, lower_edge_hertz=125, upper_edge_hertz=7500,
+        x,
+        audio_sample_rate=SR,
+        log_offset=0.01,
+        window_length_secs=0.025,
+        hop_length_secs=0.010,
+        num_mel_bins=64,
+        lower_edge_hertz=125,
+        upper_edge_hertz=7500,
     )
 
 
@@ -246,8 +252,12 @@ def _resize_stage(transform) -> torch.nn.Module:
     return next(t for t in transform.transforms if isinstance(t, v2.Resize))
 
 
-@pytest.mark.parametrize(("height", "width", "expected"), [(300, 500, (246, 410)), (500, 300, (410, 246)), (246, 246, (246, 246))])
-def test_train_resize_matches_the_short_side_and_keeps_the_aspect(height: int, width: int, expected: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("height", "width", "expected"), [(300, 500, (246, 410)), (500, 300, (410, 246)), (246, 246, (246, 246))]
+)
+def test_train_resize_matches_the_short_side_and_keeps_the_aspect(
+    height: int, width: int, expected: tuple[int, int]
+) -> None:
     # short side -> int(224 * 1.1) = 246, long side -> int(246 * long / short) (torchvision's rule)
     chw = torch.from_numpy(_photo_like(height, width)).permute(2, 0, 1)
     assert tuple(_resize_stage(features.train_transform(224))(chw).shape[1:]) == expected

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from importlib import metadata
 from pathlib import Path
 
@@ -34,11 +33,15 @@ def test_drift_is_named():
     pins = {"torch": "2.11.0", "torchvision": "0.26.0", "torchaudio": "2.11.0"}
     drifted = family_problems({"torch": "2.11.0+cpu", "torchvision": "0.26.0", "torchaudio": "2.11.1"}, pins)
     assert drifted == ["torchaudio 2.11.1 is installed, gsavl is pinned to 2.11.0: pip install 'torchaudio==2.11.0'"]
-    loose = family_problems({"torch": "2.11.0", "torchvision": "0.26.0", "torchaudio": "2.11.0"},
-                            pinned_versions(["torch==2.11.0", "torchvision==0.26.0", "torchaudio>=2.11"]))
+    loose = family_problems(
+        {"torch": "2.11.0", "torchvision": "0.26.0", "torchaudio": "2.11.0"},
+        pinned_versions(["torch==2.11.0", "torchvision==0.26.0", "torchaudio>=2.11"]),
+    )
     assert loose == ["torchaudio is not pinned exactly (==) in gsavl's dependencies"]
-    mismatched = family_problems({"torch": "2.11.0", "torchvision": "0.25.0", "torchaudio": "2.11.0"},
-                                 {"torch": "2.11.0", "torchvision": "0.25.0", "torchaudio": "2.11.0"})
+    mismatched = family_problems(
+        {"torch": "2.11.0", "torchvision": "0.25.0", "torchaudio": "2.11.0"},
+        {"torch": "2.11.0", "torchvision": "0.25.0", "torchaudio": "2.11.0"},
+    )
     assert mismatched == ["torchvision is pinned to 0.25.0, but torch 2.11.0 needs 0.26.0"]
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gsavl_cli.io import media
-from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.data.synthetic import write_video
+from gsavl_cli.errors import MediaError, UsageError
+from gsavl_cli.io import media
 
 FPS = 8
 
@@ -81,9 +81,7 @@ def test_read_frames_with_info_and_no_times(ramp_video):
     assert _frame_index(media.read_frames(ramp_video, [0.25], info)) == [2]
 
 
-@pytest.mark.parametrize(
-    ("display_rotation", "rotation", "turns"), [(90, 270, 1), (-90, 90, -1), (180, 180, 2)]
-)
+@pytest.mark.parametrize(("display_rotation", "rotation", "turns"), [(90, 270, 1), (-90, 90, -1), (180, 180, 2)])
 def test_rotation_metadata_is_applied(tmp_path, tiny_clip, display_rotation, rotation, turns):
     clip = tiny_clip(seconds=1.0, width=64, height=48)
     rotated = tmp_path / f"rotated{display_rotation}.mp4"
@@ -270,8 +268,10 @@ def test_iter_frames_errors(tmp_path, tiny_clip, ramp_video):
         next(media.iter_frames(broken))
 
 
-@pytest.mark.parametrize(("fps", "exact"), [(29.97, "30000/1001"), (23.98, "24000/1001"), (59.94, "60000/1001"),
-                                            (25.0, "25"), (12.5, "25/2"), (30.0, "30")])
+@pytest.mark.parametrize(
+    ("fps", "exact"),
+    [(29.97, "30000/1001"), (23.98, "24000/1001"), (59.94, "60000/1001"), (25.0, "25"), (12.5, "25/2"), (30.0, "30")],
+)
 def test_exact_rate_recovers_ntsc_rates(fps, exact):
     assert str(media.exact_rate(fps)) == exact
 
@@ -302,10 +302,9 @@ def test_video_writer_pads_odd_sizes_and_fails_atomically(tmp_path):
         writer.write(np.full((2, 31, 41, 3), 128, np.uint8))
     assert (media.probe(odd).width, media.probe(odd).height) == (42, 32)
     target = tmp_path / "crash.mp4"
-    with pytest.raises(RuntimeError, match="crash"):
-        with media.video_writer(target, fps=2, size=(40, 30)) as writer:
-            writer.write(np.zeros((2, 30, 40, 3), np.uint8))
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError, match="crash"), media.video_writer(target, fps=2, size=(40, 30)) as writer:
+        writer.write(np.zeros((2, 30, 40, 3), np.uint8))
+        raise RuntimeError("crash")
     with pytest.raises(UsageError, match="frames must be"):
         with media.video_writer(target, fps=2, size=(40, 30)) as writer:
             writer.write(np.zeros((2, 30, 41, 3), np.uint8))

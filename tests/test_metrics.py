@@ -231,7 +231,9 @@ def test_avsbench_miou_matches_the_benchmark_transcription():
     target[3] = False
     target[7] = False
     for batch in (1, 3, 5, 10):
-        per_batch = [_avsbench_mask_iou(logits[i : i + batch], target[i : i + batch]).mean().item() for i in range(0, 10, batch)]
+        per_batch = [
+            _avsbench_mask_iou(logits[i : i + batch], target[i : i + batch]).mean().item() for i in range(0, 10, batch)
+        ]
         assert m.avsbench_miou(logits, target, batch=batch) == pytest.approx(np.mean(per_batch), abs=1e-6)
 
 
@@ -242,7 +244,9 @@ def test_avsbench_fmeasure_on_hard_masks_by_hand():
     # batches of 2: max(F_ALL, 0.65625) and, with frame 2 skipped, max(F_ALL, 0)
     assert m.avsbench_fmeasure(HARD_PREDS, HARD_GTS, batch=2) == pytest.approx((0.65625 + F_ALL) / 2, abs=1e-6)
     # one frame per batch: a batch whose only frame has an empty gt scores 0 and counts
-    assert m.avsbench_fmeasure(HARD_PREDS, HARD_GTS, batch=1) == pytest.approx((0.5 + 0.8125 + 0.0 + F_ALL) / 4, abs=1e-6)
+    assert m.avsbench_fmeasure(HARD_PREDS, HARD_GTS, batch=1) == pytest.approx(
+        (0.5 + 0.8125 + 0.0 + F_ALL) / 4, abs=1e-6
+    )
     # per frame, batch-independent: empty-gt frames are left out, each frame its own best
     assert m.frame_fmeasure(HARD_PREDS, HARD_GTS) == pytest.approx((0.5 + 0.8125 + F_ALL) / 3, abs=1e-6)
     assert math.isnan(m.frame_fmeasure(EMPTY[None], EMPTY[None]))
@@ -263,7 +267,9 @@ def test_avsbench_fmeasure_matches_the_benchmark_transcription():
 
 def test_hard_mask_f_curve_is_the_benchmarks_curve_of_a_binary_mask():
     for pred, gt in [(A, B), (A & B, B), (EMPTY, A), (FULL, A), (np.rot90(np.rot90(A)).copy(), A)]:
-        reference = _avsbench_f_curve(torch.sigmoid(torch.tensor(pred, dtype=torch.float32)), torch.tensor(gt, dtype=torch.float32))
+        reference = _avsbench_f_curve(
+            torch.sigmoid(torch.tensor(pred, dtype=torch.float32)), torch.tensor(gt, dtype=torch.float32)
+        )
         curve = m.hard_mask_f_curve(m.f_measure(pred, gt), gt.mean())
         np.testing.assert_allclose(curve, reference.numpy(), atol=1e-6)
 
@@ -311,7 +317,12 @@ def test_avsbench_from_rows_matches_the_array_functions_and_degrades_to_none():
     bare = [{"clip": r["clip"], "iou": r["iou"]} for r in rows]
     out = m.avsbench_from_rows(bare)
     assert out["avsbench_miou"] is not None and out["avsbench_fmeasure"] is None and out["frame_fmeasure"] is None
-    assert m.avsbench_from_rows([]) == {"avsbench_miou": None, "avsbench_fmeasure": None, "frame_fmeasure": None, "batches": 0}
+    assert m.avsbench_from_rows([]) == {
+        "avsbench_miou": None,
+        "avsbench_fmeasure": None,
+        "frame_fmeasure": None,
+        "batches": 0,
+    }
 
 
 # ---------------------------------------------------------------- cIoU, AP50, AUC (VGG-SS)
@@ -494,7 +505,13 @@ def test_summarize():
     assert out["auc"] == pytest.approx(0.425, abs=TOL)
     assert out["pointing_game"] == pytest.approx(0.5, abs=TOL)
     assert m.summarize([]) == {
-        "n": 0, "miou": None, "mask_f": None, "ciou": None, "ap50": None, "auc": None, "pointing_game": None,
+        "n": 0,
+        "miou": None,
+        "mask_f": None,
+        "ciou": None,
+        "ap50": None,
+        "auc": None,
+        "pointing_game": None,
     }
 
 
@@ -502,7 +519,7 @@ def test_summarize():
 def test_centre_prior_covers_half_the_frame(height, width):
     prior = m.centre_prior(height, width)
     assert prior.shape == (height, width)
-    assert 0.0 < prior.min() and prior.max() <= 1.0
+    assert prior.min() > 0.0 and prior.max() <= 1.0
     assert (prior >= 0.5).mean() == pytest.approx(0.5, abs=0.01)
     row, col = np.unravel_index(np.argmax(prior), prior.shape)
     assert abs(row - (height - 1) / 2) <= 0.5 and abs(col - (width - 1) / 2) <= 0.5

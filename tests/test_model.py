@@ -180,8 +180,9 @@ def test_freeze_audio(use_cache: dict[str, object]) -> None:
         M.config_from_preset("ezvsl", freeze_audio=True)
 
 
-def test_missing_or_wrong_pretrained_weights(use_cache: dict[str, object], tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_or_wrong_pretrained_weights(
+    use_cache: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = use_cache["cache"]
     with pytest.raises(WeightsError, match="does not fit the VGGish"):
         M.build_localizer(M.config_from_preset("gsavl"), vggish_checkpoint=cache / "resnet18-f37072fd.pth")
@@ -234,8 +235,10 @@ def test_heatmaps_against_reference() -> None:
         coarse_av = (img * aud[:, :, None, None]).sum(1)
         coarse_obj = prior.trunk(images).abs().mean(1)
     for i, size in enumerate(sizes):
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t[i][None, None], size=size, mode="bilinear", align_corners=True)[0, 0]  # the original's
+
+        def up(t: torch.Tensor, i: int = i, size: tuple[int, int] = size) -> torch.Tensor:
+            # the original's upsampling
+            return F.interpolate(t[i][None, None], size=size, mode="bilinear", align_corners=True)[0, 0]
 
         av, obj = minmax(up(coarse_av)), minmax(up(coarse_obj))
         assert out["av"][i].shape == size
@@ -274,8 +277,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     localizer.train()(images, audio)  # moves the BatchNorm running statistics off their defaults
     optimizer = torch.optim.SGD(localizer.parameters(), lr=0.1)
     path = tmp_path / "run" / "best.pt"
-    M.save_checkpoint(path, localizer, localizer.config, extra={"epoch": 3, "cIoU": 0.41},
-                      optimizer_state=optimizer.state_dict())
+    M.save_checkpoint(
+        path, localizer, localizer.config, extra={"epoch": 3, "cIoU": 0.41}, optimizer_state=optimizer.state_dict()
+    )
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]
     loaded = M.load_checkpoint(path)
     assert loaded.config == localizer.config and loaded.localizer.config == localizer.config
@@ -286,15 +290,19 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
         assert torch.equal(mine, theirs)
 
 
-OURS_TO_ORIGINAL = {"image_trunk.": "imgnet.", "image_proj.": "img_proj.",
-                    "audio.trunk.": "audnet.", "audio.proj.": "aud_proj."}
+OURS_TO_ORIGINAL = {
+    "image_trunk.": "imgnet.",
+    "image_proj.": "img_proj.",
+    "audio.trunk.": "audnet.",
+    "audio.proj.": "aud_proj.",
+}
 
 
 def original_layout(state: dict[str, torch.Tensor], wrapper: str) -> dict[str, torch.Tensor]:
     renamed = {}
     for key, value in state.items():
         ours = next(prefix for prefix in OURS_TO_ORIGINAL if key.startswith(prefix))
-        renamed[wrapper + OURS_TO_ORIGINAL[ours] + key[len(ours):]] = value
+        renamed[wrapper + OURS_TO_ORIGINAL[ours] + key[len(ours) :]] = value
     return renamed
 
 
@@ -310,8 +318,16 @@ def test_original_checkpoints_import(tmp_path: Path, preset: str, wrapper: str, 
     state = original_layout(localizer.state_dict(), wrapper)
     state[wrapper + "imgnet.fc.weight"] = torch.zeros(3, 512)  # an fc head, not used
     path = tmp_path / "best.pth"
-    torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "epoch": 7,
-                "best_cIoU": np.mean([0.3, 0.4]), "best_Auc": 0.2}, path)
+    torch.save(
+        {
+            "model": state,
+            "optimizer": {"state": {}, "param_groups": []},
+            "epoch": 7,
+            "best_cIoU": np.mean([0.3, 0.4]),
+            "best_Auc": 0.2,
+        },
+        path,
+    )
     loaded = M.load_checkpoint(path)
     assert loaded.config == M.config_from_preset(preset, dim=8)
     assert loaded.extra == {"source": source, "epoch": 7, "best_cIoU": pytest.approx(0.35), "best_Auc": 0.2}
@@ -343,8 +359,10 @@ def test_bad_checkpoints_are_usage_errors(tmp_path: Path) -> None:
     incomplete = tmp_path / "incomplete.pt"
     partial = M.Localizer.state_dict(localizer)
     partial.pop("image_proj.bias")
-    torch.save({"format": "gsavl", "version": 1, "config": localizer.config.to_dict(),
-                "model": partial, "extra": {}}, incomplete)
+    torch.save(
+        {"format": "gsavl", "version": 1, "config": localizer.config.to_dict(), "model": partial, "extra": {}},
+        incomplete,
+    )
     with pytest.raises(UsageError, match="missing image_proj.bias"):
         M.load_checkpoint(incomplete)
     future = tmp_path / "future.pt"
@@ -388,7 +406,9 @@ def test_standardize_audio_is_a_batchnorm_before_the_projection(preset) -> None:
     assert not any("standardize" in k for k in plain.state_dict())  # old checkpoints keep their keys
     model = M.build_localizer(M.config_from_preset(preset, dim=8, standardize_audio=True), pretrained=False).eval()
     channels = model.audio.proj.in_features
-    assert isinstance(model.audio.standardize, torch.nn.BatchNorm1d) and model.audio.standardize.num_features == channels
+    assert (
+        isinstance(model.audio.standardize, torch.nn.BatchNorm1d) and model.audio.standardize.num_features == channels
+    )
     with torch.no_grad():
         model.audio.standardize.running_mean.fill_(0.5)
         model.audio.standardize.running_var.fill_(4.0)

@@ -70,7 +70,9 @@ def test_a_clip_interrupted_between_arrays_is_not_complete_and_preprocess_redoes
         assert store.ids == ["c0", "c1"] and all("spectrogram" in store[i] for i in store.ids)
 
 
-def test_early_stopping_stops_after_patience_bad_epochs_and_best_pt_holds_the_best_epoch(s4_store, tmp_path, monkeypatch):
+def test_early_stopping_stops_after_patience_bad_epochs_and_best_pt_holds_the_best_epoch(
+    s4_store, tmp_path, monkeypatch
+):
     import gsavl_cli.commands.evaluate as evaluate
 
     scores, weights = iter([0.10, 0.30, 0.20, 0.25, 0.50, 0.60]), []
@@ -82,8 +84,22 @@ def test_early_stopping_stops_after_patience_bad_epochs_and_best_pt_holds_the_be
 
     monkeypatch.setattr(evaluate, "heatmap_metrics", scripted)
     out = tmp_path / "run"
-    train(TrainConfig(data=s4_store, out=out, model=config_from_preset("ezvsl", image_size=64), epochs=6, batch_size=4,
-                      workers=0, pretrained=False, max_steps=1, seed=7, val=s4_store, val_split="test", patience=2))
+    train(
+        TrainConfig(
+            data=s4_store,
+            out=out,
+            model=config_from_preset("ezvsl", image_size=64),
+            epochs=6,
+            batch_size=4,
+            workers=0,
+            pretrained=False,
+            max_steps=1,
+            seed=7,
+            val=s4_store,
+            val_split="test",
+            patience=2,
+        )
+    )
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [log["epoch"] for log in logs] == [1, 2, 3, 4]  # 0.30 at epoch 2, then two epochs without better
     assert [log["best"] for log in logs] == [True, True, False, False]

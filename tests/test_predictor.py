@@ -45,7 +45,9 @@ def test_the_audio_window_comes_from_the_model_config():
     assert audio_input(noise, 2.0, config_from_preset("gsavl")).shape == (10, 96, 64)  # no window: the whole clip
     windowed = config_from_preset("gsavl", audio_seconds=3.0)
     torch.testing.assert_close(audio_input(noise, 2.0, windowed), vggish_examples(noise[int(0.5 * SR) : int(3.5 * SR)]))
-    torch.testing.assert_close(audio_input(noise, None, windowed), vggish_examples(noise[int(3.5 * SR) : int(6.5 * SR)]))
+    torch.testing.assert_close(
+        audio_input(noise, None, windowed), vggish_examples(noise[int(3.5 * SR) : int(6.5 * SR)])
+    )
     spec = audio_input(noise, 2.0, config_from_preset("ezvsl"))  # EZ-VSL: always 3 s
     np.testing.assert_allclose(spec.numpy(), ezvsl_spectrogram(noise[int(0.5 * SR) : int(3.5 * SR)]).numpy(), atol=1e-6)
 
@@ -79,7 +81,9 @@ def test_predictor_equals_the_lower_level_functions(localizer, clip):
     np.testing.assert_array_equal(found.points, expected.points)
     assert found.mask.shape == (48, 80) and found.mask.dtype == bool and found.rounds == 1
     # the batched form gives the same answer
-    batched = predictor.prepare([ClipInput(frame, wave, 1.2, "k"), ClipInput(frame[::-1].copy(), wave, 0.3, "j")], maps=("av",))
+    batched = predictor.prepare(
+        [ClipInput(frame, wave, 1.2, "k"), ClipInput(frame[::-1].copy(), wave, 0.3, "j")], maps=("av",)
+    )
     again = predictor.predict("av", "prob", seed=3, clip=batched[0])
     np.testing.assert_array_equal(again.points, found.points)
     np.testing.assert_array_equal(again.mask, found.mask)
@@ -103,7 +107,9 @@ def test_cascade_reports_the_prompts_of_the_returned_mask_and_keeps_negatives(lo
     assert found.rounds == 3  # never agrees at 1.5: every round runs
     assert list(found.labels) == [1, 1, 1, 0, 0]
     # re-segmenting the reported prompts gives exactly the reported mask
-    direct = predictor.segmenter.segment_many(predictor.clip.embedding, [found.prompts], heatmap=predictor.heatmap_tensor("av"))[0]
+    direct = predictor.segmenter.segment_many(
+        predictor.clip.embedding, [found.prompts], heatmap=predictor.heatmap_tensor("av")
+    )[0]
     np.testing.assert_array_equal(direct.mask, found.mask)
 
 
@@ -116,18 +122,43 @@ def test_localize_and_eval_agree_on_the_same_clip(synthetic_world, tmp_path):
     mask[10:30, 10:30] = True
     data = tmp_path / "one.h5"
     with StoreWriter(data, {"layout": "folder"}) as writer:
-        writer.write(ClipRecord(clip_id=clip.video.stem, frames=frame[None], frame_times=[0.0], waveform=wave,
-                                vggish=vggish_examples(wave).numpy(), spectrogram=ezvsl_spectrogram(wave).numpy(),
-                                masks=mask[None], mask_frames=[0], meta={"split": "test", "duration": len(wave) / SR}))
+        writer.write(
+            ClipRecord(
+                clip_id=clip.video.stem,
+                frames=frame[None],
+                frame_times=[0.0],
+                waveform=wave,
+                vggish=vggish_examples(wave).numpy(),
+                spectrogram=ezvsl_spectrogram(wave).numpy(),
+                masks=mask[None],
+                mask_frames=[0],
+                meta={"split": "test", "duration": len(wave) / SR},
+            )
+        )
     config = config_from_preset("gsavl", image_size=64, audio_seconds=2.0)
     torch.manual_seed(0)
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, build_localizer(config, pretrained=False, identity_image_init=True), config)
     common = ["--checkpoint", str(ckpt), "--map", "av", "--sampler", "prob", "--segmenter", "region"]
-    result = runner.invoke(app, ["-q", "--seed", "7", "localize", str(clip.video), *common, "-o", str(tmp_path / "m.png"),
-                                 "--json-file", str(tmp_path / "l.json")])
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "--seed",
+            "7",
+            "localize",
+            str(clip.video),
+            *common,
+            "-o",
+            str(tmp_path / "m.png"),
+            "--json-file",
+            str(tmp_path / "l.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["-q", "--seed", "7", "eval", "--dataset", str(data), *common, "--out", str(tmp_path / "e")])
+    result = runner.invoke(
+        app, ["-q", "--seed", "7", "eval", "--dataset", str(data), *common, "--out", str(tmp_path / "e")]
+    )
     assert result.exit_code == 0, result.output
     local = json.loads((tmp_path / "l.json").read_text())
     row = next(r for r in csv.DictReader((tmp_path / "e" / "per_sample.csv").open()) if r["sampler"] == "prob")

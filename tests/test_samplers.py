@@ -217,7 +217,16 @@ def _prob_reference(heat: np.ndarray, seed: int, n: int, p: float = 0.01) -> lis
 
 @pytest.mark.parametrize(
     ("shape", "levels"),
-    [((7, 7), 3), ((10, 10), 2), ((1, 5), 2), ((5, 1), 4), ((20, 30), 3), ((33, 41), 5), ((224, 224), 7), ((60, 90), 0)],
+    [
+        ((7, 7), 3),
+        ((10, 10), 2),
+        ((1, 5), 2),
+        ((5, 1), 4),
+        ((20, 30), 3),
+        ((33, 41), 5),
+        ((224, 224), 7),
+        ((60, 90), 0),
+    ],
 )
 def test_prob_matches_the_reference_on_maps_with_and_without_ties(shape: tuple[int, int], levels: int) -> None:
     rng = np.random.default_rng(sum(shape) + levels)

@@ -102,10 +102,10 @@ def test_rel_pos_bias_matches_the_formula() -> None:
     for i in range(height):
         for j in range(width):
             for k in range(height):
-                for l in range(width):
+                for m in range(width):
                     qv = q[:, :, i * width + j]
-                    expected[:, :, i * width + j, k * width + l] = (
-                        qv @ table_h[i - k + height - 1] + qv @ table_w[j - l + width - 1]
+                    expected[:, :, i * width + j, k * width + m] = (
+                        qv @ table_h[i - k + height - 1] + qv @ table_w[j - m + width - 1]
                     )
     torch.testing.assert_close(bias, expected, atol=1e-5, rtol=1e-5)
 
@@ -121,7 +121,9 @@ def test_cpu_bf16_autocast_casts_the_bias() -> None:
         attn.__class__ = SdpaAttention
         with torch.autocast("cpu", dtype=torch.bfloat16):
             got = attn(x)
-            bias = rel_pos_bias(attn.qkv(x).reshape(2, 64, 3, 4, 16)[:, :, 0].transpose(1, 2), attn.rel_pos_h, attn.rel_pos_w, (8, 8))
+            bias = rel_pos_bias(
+                attn.qkv(x).reshape(2, 64, 3, 4, 16)[:, :, 0].transpose(1, 2), attn.rel_pos_h, attn.rel_pos_w, (8, 8)
+            )
     assert got.dtype == bias.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), reference, atol=0.1, rtol=0.05)
 

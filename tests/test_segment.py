@@ -66,7 +66,9 @@ def test_tiny_sam_round_trips_through_a_file(sam: torch.nn.Module) -> None:
     assert reference.keys() == loaded.keys()
     assert all(torch.equal(reference[k], loaded[k]) for k in reference)
     assert not sam.training and not any(p.requires_grad for p in sam.parameters())
-    assert not torch.equal(build_tiny_sam(seed=2).state_dict()["mask_decoder.iou_token.weight"], loaded["mask_decoder.iou_token.weight"])
+    assert not torch.equal(
+        build_tiny_sam(seed=2).state_dict()["mask_decoder.iou_token.weight"], loaded["mask_decoder.iou_token.weight"]
+    )
 
 
 def test_load_errors(tiny_path: Path, tmp_path: Path) -> None:
@@ -123,7 +125,9 @@ def test_batched_decoding_equals_one_at_a_time(sam: torch.nn.Module, frame: np.n
         assert alone.score == pytest.approx(result.score, abs=1e-5)
 
 
-def test_mask_choice_against_segment_anythings_predictor(sam: torch.nn.Module, frame: np.ndarray, heatmap: np.ndarray) -> None:
+def test_mask_choice_against_segment_anythings_predictor(
+    sam: torch.nn.Module, frame: np.ndarray, heatmap: np.ndarray
+) -> None:
     segmenter = SamSegmenter(sam)
     (embedding,) = segmenter.embed([frame])
     predictor = SamPredictor(sam)
@@ -134,7 +138,9 @@ def test_mask_choice_against_segment_anythings_predictor(sam: torch.nn.Module, f
         masks, ious, _ = predictor.predict(coords, labels, multimask_output=True)
         single, single_iou, _ = predictor.predict(coords, labels, multimask_output=False)
         by_score = segmenter.segment(embedding, _prompts(xy), mask_choice="score")
-        assert by_score.choice_index == int(np.argmax(ious)) and by_score.score == pytest.approx(float(ious.max()), abs=1e-5)
+        assert by_score.choice_index == int(np.argmax(ious)) and by_score.score == pytest.approx(
+            float(ious.max()), abs=1e-5
+        )
         assert np.array_equal(by_score.mask, masks[by_score.choice_index])
         by_heat = segmenter.segment(embedding, _prompts(xy), mask_choice="heatmap", heatmap=heatmap)
         assert by_heat.choice_index == int(np.argmax([_soft_iou(heatmap, m) for m in masks]))

@@ -59,7 +59,11 @@ def test_the_shard_of_a_clip_depends_only_on_its_id():
     clips = [ClipSource(clip_id=i) for i in ids]
     for k in range(4):  # a clip's shard does not depend on where it stands in the list
         wanted = {i for i, s in zip(ids, shards) if s == k}
-        assert {c.clip_id for c in select_shard(clips, k, 4)} == wanted == {c.clip_id for c in select_shard(clips[::-1], k, 4)}
+        assert (
+            {c.clip_id for c in select_shard(clips, k, 4)}
+            == wanted
+            == {c.clip_id for c in select_shard(clips[::-1], k, 4)}
+        )
 
 
 def test_three_shards_merged_equal_one_run_and_train_and_evaluate_alike(single, synthetic_world, tmp_path):
@@ -72,10 +76,40 @@ def test_three_shards_merged_equal_one_run_and_train_and_evaluate_alike(single, 
     _assert_same_store(single, merged)
     results = {}
     for name, store in (("single", single), ("merged", merged)):
-        gsavl("train", "--dataset", store, "--out", tmp_path / f"run-{name}", "--no-pretrained", "--epochs", "1", "--batch-size", "4",
-              "--max-steps", "2", "--workers", "0")
-        out = json.loads(gsavl("eval", "--dataset", store, "--checkpoint", tmp_path / f"run-{name}" / "last.pt", "--segmenter", "region",
-                               "--map", "av", "--sampler", "prob", "--out", tmp_path / f"eval-{name}", "--json").stdout)
+        gsavl(
+            "train",
+            "--dataset",
+            store,
+            "--out",
+            tmp_path / f"run-{name}",
+            "--no-pretrained",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "2",
+            "--workers",
+            "0",
+        )
+        out = json.loads(
+            gsavl(
+                "eval",
+                "--dataset",
+                store,
+                "--checkpoint",
+                tmp_path / f"run-{name}" / "last.pt",
+                "--segmenter",
+                "region",
+                "--map",
+                "av",
+                "--sampler",
+                "prob",
+                "--out",
+                tmp_path / f"eval-{name}",
+                "--json",
+            ).stdout
+        )
         results[name] = out["results"]
     assert results["single"] == results["merged"]
 
@@ -94,10 +128,14 @@ def test_a_killed_shard_is_refused_by_merge_and_completes_when_rerun(single, syn
         return original(self, name, *a, **k)
 
     monkeypatch.setattr(h5py.Group, "create_dataset", killed_at_the_second_clip)
-    runner.invoke(app, ["-q", "preprocess", str(synthetic_world.root), "-o", str(parts[1]), "--shard", "1/3", "--workers", "1"])
+    runner.invoke(
+        app, ["-q", "preprocess", str(synthetic_world.root), "-o", str(parts[1]), "--shard", "1/3", "--workers", "1"]
+    )
     monkeypatch.undo()
     refused = runner.invoke(app, ["merge", str(tmp_path / "m.h5"), *map(str, parts)])
-    assert refused.exit_code == 2 and "part-1.h5" in refused.output and "--shard 1/3" in " ".join(refused.output.split())
+    assert (
+        refused.exit_code == 2 and "part-1.h5" in refused.output and "--shard 1/3" in " ".join(refused.output.split())
+    )
     assert not (tmp_path / "m.h5").exists()
     gsavl("preprocess", synthetic_world.root, "-o", parts[1], "--shard", "1/3", "--workers", "1")
     gsavl("merge", tmp_path / "m.h5", *parts)
@@ -117,8 +155,20 @@ def test_merge_refuses_overlapping_missing_or_foreign_parts(single, synthetic_wo
 def test_the_local_executor_runs_every_shard_through_submitit_and_merges(single, synthetic_world, tmp_path):
     pytest.importorskip("submitit")
     out = tmp_path / "cluster.h5"
-    summary = json.loads(gsavl("preprocess", synthetic_world.root, "-o", out, "--executor", "local", "--shards", "2",
-                               "--no-register", "--json").stdout)
+    summary = json.loads(
+        gsavl(
+            "preprocess",
+            synthetic_world.root,
+            "-o",
+            out,
+            "--executor",
+            "local",
+            "--shards",
+            "2",
+            "--no-register",
+            "--json",
+        ).stdout
+    )
     assert summary["clips"] == len(synthetic_world.clips) and summary["parts"] == 2
     _assert_same_store(single, out)
     assert sorted(p.name for p in (tmp_path / "cluster.h5.parts").glob("part-*.h5")) == ["part-0.h5", "part-1.h5"]

@@ -45,7 +45,7 @@ def _bilinear(plane: torch.Tensor, x: float, y: float) -> torch.Tensor:
 def _reference(value, shapes, locations, weights) -> torch.Tensor:
     """Deformable attention with explicit loops: location (u, v) in [0,1] is pixel (u*w - 0.5, v*h - 0.5)."""
     batch, _, heads, depth = value.shape
-    _, queries, _, levels, points, _ = locations.shape
+    _, queries, _, _levels, points, _ = locations.shape
     starts = np.cumsum([0] + [h * w for h, w in shapes])
     out = torch.zeros(batch, queries, heads, depth, dtype=value.dtype)
     for b in range(batch):
@@ -65,9 +65,11 @@ def test_deformable_attention_equals_slow_reference():
     batch, heads, depth, queries, points = 2, 2, 3, 4, 3
     value = torch.randn(batch, sum(h * w for h, w in shapes), heads, depth, generator=gen, dtype=torch.float64)
     # some points fall outside the maps: those must read zeros
-    locations = torch.rand(batch, queries, heads, len(shapes), points, 2, generator=gen, dtype=torch.float64) * 1.4 - 0.2
+    locations = (
+        torch.rand(batch, queries, heads, len(shapes), points, 2, generator=gen, dtype=torch.float64) * 1.4 - 0.2
+    )
     weights = torch.rand(batch, queries, heads, len(shapes), points, generator=gen, dtype=torch.float64)
-    weights = (weights / weights.sum((-2, -1), keepdim=True))
+    weights = weights / weights.sum((-2, -1), keepdim=True)
     got = ms_deform_attn(value, shapes, locations, weights)
     torch.testing.assert_close(got, _reference(value, shapes, locations, weights), rtol=1e-10, atol=1e-10)
 
@@ -106,8 +108,19 @@ def test_forward_and_predict_shapes():
 @pytest.mark.parametrize("name, backbone_channels", [("ssl2avs-r50", 2048), ("ssl2avs-pvt", 512)])
 def test_presets_build_the_papers_backbones(name, backbone_channels):
     config = config_from_preset(name)
-    assert (config.embed_dim, config.num_queries, config.encoder_layers, config.decoder_layers, config.ffn_dim) == (256, 300, 6, 6, 2048)
-    assert (config.lambda_contrastive, config.lambda_localization, config.lambda_intermediate, config.tau) == (0.01, 0.1, 0.1, 0.03)
+    assert (config.embed_dim, config.num_queries, config.encoder_layers, config.decoder_layers, config.ffn_dim) == (
+        256,
+        300,
+        6,
+        6,
+        2048,
+    )
+    assert (config.lambda_contrastive, config.lambda_localization, config.lambda_intermediate, config.tau) == (
+        0.01,
+        0.1,
+        0.1,
+        0.03,
+    )
     with torch.device("meta"):  # no memory, no weights: the structure only
         model = build_ssl2avs(config, pretrained=False)
     assert model.localization.visual_proj.in_channels == backbone_channels
@@ -161,7 +174,17 @@ def s4_h5(s4_store) -> Path:
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=data, out=out, model=micro(), epochs=2, batch_size=4, workers=0, pretrained=False, seed=3, frames="annotated")
+    base = dict(
+        data=data,
+        out=out,
+        model=micro(),
+        epochs=2,
+        batch_size=4,
+        workers=0,
+        pretrained=False,
+        seed=3,
+        frames="annotated",
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -169,8 +192,16 @@ def test_training_refuses_a_store_without_masks(tmp_path):
     rng = np.random.default_rng(0)
     with StoreWriter(tmp_path / "nomask.h5", make_settings("folder")) as writer:
         for i in range(2):
-            writer.write(ClipRecord(f"c{i}", rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8), [0.0], np.zeros(16000, np.float32),
-                                    vggish=np.zeros((1, 96, 64), np.float32), meta={"split": "train"}))
+            writer.write(
+                ClipRecord(
+                    f"c{i}",
+                    rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8),
+                    [0.0],
+                    np.zeros(16000, np.float32),
+                    vggish=np.zeros((1, 96, 64), np.float32),
+                    meta={"split": "train"},
+                )
+            )
     with pytest.raises(UsageError, match="no ground-truth masks") as info:
         train(_cfg(tmp_path / "nomask.h5", tmp_path / "run"))
     assert "\n" not in str(info.value)
@@ -205,14 +236,37 @@ def test_cli_trains_an_ssl2avs_preset(s4_h5, tmp_path):
     from gsavl_cli.cli import app
 
     runner = CliRunner()
-    args = ["--device", "cpu", "train", "--dataset", str(s4_h5), "--model", "ssl2avs-tiny", "--no-pretrained", "--image-size", "64",
-            "--epochs", "1", "--max-steps", "1", "--workers", "0", "--frames", "annotated", "--out", str(tmp_path / "cli"), "--json"]
+    args = [
+        "--device",
+        "cpu",
+        "train",
+        "--dataset",
+        str(s4_h5),
+        "--model",
+        "ssl2avs-tiny",
+        "--no-pretrained",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "1",
+        "--workers",
+        "0",
+        "--frames",
+        "annotated",
+        "--out",
+        str(tmp_path / "cli"),
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert config["lr"] == 2e-5 and config["batch_size"] == 4 and config["epochs"] == 1  # the ssl2avs defaults
     assert config["model"]["image_size"] == 64 and load_checkpoint(tmp_path / "cli" / "last.pt").family == "ssl2avs"
-    refused = runner.invoke(app, ["train", "--dataset", str(s4_h5), "--model", "ssl2avs-tiny", "--similarity", "dot", "--no-pretrained"])
+    refused = runner.invoke(
+        app, ["train", "--dataset", str(s4_h5), "--model", "ssl2avs-tiny", "--similarity", "dot", "--no-pretrained"]
+    )
     assert refused.exit_code == 2 and "--similarity" in refused.output and isinstance(refused.exception, SystemExit)
 
 
@@ -226,8 +280,24 @@ def test_eval_and_localize_use_the_models_own_mask_through_the_predictor(s4_h5, 
     best = train(_cfg(s4_h5, tmp_path / "run", epochs=1, max_steps=1))
     runner = CliRunner()
     # no --segmenter: a SSL2AVS checkpoint is scored with its own masks (offline, no SAM weights anywhere)
-    result = runner.invoke(app, ["-q", "eval", "--dataset", str(s4_h5), "--checkpoint", str(best),
-                                 "--map", "av", "--frames", "all", "--out", str(tmp_path / "e"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "eval",
+            "--dataset",
+            str(s4_h5),
+            "--checkpoint",
+            str(best),
+            "--map",
+            "av",
+            "--frames",
+            "all",
+            "--out",
+            str(tmp_path / "e"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["settings"]["segmenter"] == "model"
@@ -235,14 +305,29 @@ def test_eval_and_localize_use_the_models_own_mask_through_the_predictor(s4_h5, 
     assert own["segmenter"] == "model" and own["n"] == 4 * 5 and 0 <= own["avsbench_miou"] <= 1
     assert [r["sampler"] for r in summary["results"]] == [None, "model"]
     clip = next(c for c in synthetic_world.clips if c.split == "test")
-    result = runner.invoke(app, ["-q", "localize", str(clip.video), "--checkpoint", str(best),
-                                 "--map", "av", "-o", str(tmp_path / "m.png"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "localize",
+            str(clip.video),
+            "--checkpoint",
+            str(best),
+            "--map",
+            "av",
+            "-o",
+            str(tmp_path / "m.png"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["segmenter"] == "model"
     written = media.read_image(tmp_path / "m.png", mode="GRAY") > 0
     predictor = Predictor.from_checkpoint(best, segmenter="model")
     predictor.set_clip(media.read_frames(clip.video, [0.0])[0], media.read_audio(clip.video), key=clip.video.stem)
     np.testing.assert_array_equal(predictor.predict("av").mask, written)
-    refused = runner.invoke(app, ["localize", str(clip.video), "--checkpoint", str(best), "--segmenter", "model", "--map", "av",
-                                  "--every", "1"])
+    refused = runner.invoke(
+        app,
+        ["localize", str(clip.video), "--checkpoint", str(best), "--segmenter", "model", "--map", "av", "--every", "1"],
+    )
     assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit) and "nothing to write" in refused.output

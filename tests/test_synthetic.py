@@ -10,11 +10,10 @@ import pytest
 import torch
 import torchaudio
 
-from gsavl_cli.io import media
-
 from gsavl_cli.data import synthetic
-from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.data.synthetic import CLASS_SPECS, CLASSES, WorldConfig, class_sound, render_world
+from gsavl_cli.errors import MediaError, UsageError
+from gsavl_cli.io import media
 
 TINY = dict(n_train=2, n_val=0, n_test=2, n_classes=3, width=64, height=48)
 
@@ -166,12 +165,17 @@ def test_failed_encode_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_world_options_shape_the_scenes(tmp_path):
-    big = render_world(tmp_path / "big", WorldConfig(**{**TINY, "n_test": 4}, object_scale=(0.3, 0.34), objects=(1, 1), background="plain"))
+    big = render_world(
+        tmp_path / "big",
+        WorldConfig(**{**TINY, "n_test": 4}, object_scale=(0.3, 0.34), objects=(1, 1), background="plain"),
+    )
     small = render_world(tmp_path / "small", WorldConfig(**{**TINY, "n_test": 4}))
     assert np.mean([c.masks[0].mean() for c in big]) > 2 * np.mean([c.masks[0].mean() for c in small])
     backgrounds = [c.frames[0][~c.masks[0]].astype(float) for c in big]
     for background in backgrounds:  # one object: everything else is the plain colour with grain
-        assert np.abs(background.mean(axis=0) - synthetic.PLAIN_BACKGROUND).max() < 3 and background.std(axis=0).max() < 10
+        assert (
+            np.abs(background.mean(axis=0) - synthetic.PLAIN_BACKGROUND).max() < 3 and background.std(axis=0).max() < 10
+        )
     textured = [c.frames[0][~c.masks[0]].astype(float) for c in small]
     assert min(b.std(axis=0).mean() for b in textured) > max(b.std(axis=0).mean() for b in backgrounds)
 
@@ -202,7 +206,9 @@ def test_ms3_world_reads_back_through_the_ms3_layout(tmp_path):
 
 
 def test_ms3_sound_is_the_mix_of_both_classes(tmp_path):
-    clip = render_world(tmp_path, WorldConfig(**{**TINY, "n_train": 1, "n_test": 0, "n_classes": 8}), layout="avsbench-ms3")[0]
+    clip = render_world(
+        tmp_path, WorldConfig(**{**TINY, "n_train": 1, "n_test": 0, "n_classes": 8}), layout="avsbench-ms3"
+    )[0]
     heard = _spectrum(media.read_audio(clip.audio))
     rng = np.random.default_rng(0)
     match = {c: float(heard @ _spectrum(class_sound(c, 2.0, rng))) for c in CLASSES}

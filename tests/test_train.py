@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from gsavl_cli.errors import UsageError
-from gsavl_cli.model import config_from_preset, load_checkpoint
 from gsavl_cli.commands.preprocess import make_settings
 from gsavl_cli.commands.train import TrainConfig, train
+from gsavl_cli.errors import UsageError
+from gsavl_cli.model import config_from_preset, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,17 @@ def small_h5(s4_store) -> Path:
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=data, out=out, model=config_from_preset("ezvsl", image_size=64), epochs=2, batch_size=4,
-                workers=0, pretrained=False, max_steps=2, seed=7)
+    base = dict(
+        data=data,
+        out=out,
+        model=config_from_preset("ezvsl", image_size=64),
+        epochs=2,
+        batch_size=4,
+        workers=0,
+        pretrained=False,
+        max_steps=2,
+        seed=7,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -83,7 +92,9 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
 
     import gsavl_cli.commands.train as T
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     original = T._train_epoch
 
@@ -121,7 +132,9 @@ def test_checkpoint_audio_window_gives_the_predictor_the_training_features(small
     name = "vggish" if preset == "gsavl" else "spectrogram"
     with open_store(small_h5) as store:
         item = store.read(store.ids[0], ("waveform", name))
-    torch.testing.assert_close(audio_input(item["waveform"], None, config), torch.from_numpy(item[name]), rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        audio_input(item["waveform"], None, config), torch.from_numpy(item[name]), rtol=0, atol=1e-4
+    )
 
 
 def test_a_tied_contrastive_loss_is_flagged_and_the_cli_warns(tmp_path):
@@ -139,13 +152,41 @@ def test_a_tied_contrastive_loss_is_flagged_and_the_cli_warns(tmp_path):
     data = tmp_path / "same.h5"
     with StoreWriter(data, make_settings("avsbench-s4")) as writer:  # no augmentation: the frames stay identical
         for i in range(4):
-            writer.write(ClipRecord(f"c{i}", frame, [0.0], np.zeros(16000, np.float32), vggish=np.zeros((1, 96, 64), np.float32),
-                                    spectrogram=np.zeros((257, 200), np.float32), meta={"split": "train"}))
+            writer.write(
+                ClipRecord(
+                    f"c{i}",
+                    frame,
+                    [0.0],
+                    np.zeros(16000, np.float32),
+                    vggish=np.zeros((1, 96, 64), np.float32),
+                    spectrogram=np.zeros((257, 200), np.float32),
+                    meta={"split": "train"},
+                )
+            )
     train(_cfg(data, tmp_path / "run", epochs=2))
     logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(log["tied"] and abs(log["loss"] - 2 * math.log(4)) < 1e-3 for log in logs)
-    result = CliRunner().invoke(app, ["train", "--dataset", str(data), "--out", str(tmp_path / "cli"), "--model", "ezvsl", "--image-size", "64",
-                                      "--epochs", "1", "--batch-size", "4", "--workers", "0", "--no-pretrained"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            str(data),
+            "--out",
+            str(tmp_path / "cli"),
+            "--model",
+            "ezvsl",
+            "--image-size",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--no-pretrained",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "stopped learning" in result.output
 
@@ -158,8 +199,9 @@ def test_a_learning_run_is_not_flagged_as_tied(small_h5, tmp_path):
 
 def _frozen_cfg(data: Path, out: Path, **kw) -> TrainConfig:
     """The demo's recipe in small: fixed stand-in trunks, trained projections."""
-    model = config_from_preset("gsavl", image_size=65, dim=16, beta=2.0, freeze_image=True, freeze_audio=True,
-                               standardize_audio=True)
+    model = config_from_preset(
+        "gsavl", image_size=65, dim=16, beta=2.0, freeze_image=True, freeze_audio=True, standardize_audio=True
+    )
     return _cfg(data, out, model=model, identity_init=True, max_steps=None, epochs=3, lr=1e-3, **kw)
 
 
@@ -188,8 +230,10 @@ def test_frozen_trunks_run_once_per_clip_and_train_exactly_as_without_the_cache(
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
-    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
-              for run in ("cached", "plain")]
+    losses = [
+        [json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("cached", "plain")
+    ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 

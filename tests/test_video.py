@@ -143,8 +143,14 @@ class _RecordingProgress:
 def localized(moving_clip, predictor, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     settings = VideoSettings(
-        every=EVERY, map_name="av", sampler=SamplerChoice("naive"), video=out / "overlay.mp4", masks=out / "masks.npz",
-        mask_pngs=out / "pngs", timeline=out / "timeline.json", chunk_size=12,
+        every=EVERY,
+        map_name="av",
+        sampler=SamplerChoice("naive"),
+        video=out / "overlay.mp4",
+        masks=out / "masks.npz",
+        mask_pngs=out / "pngs",
+        timeline=out / "timeline.json",
+        chunk_size=12,
     )
     progress = _RecordingProgress()
     summary = localize_video(moving_clip.path, predictor, settings, progress=progress)
@@ -169,7 +175,7 @@ def test_overlay_video_has_a_frame_per_sample_and_the_clips_audio(localized, mov
 
 
 def test_masks_pngs_and_timeline_agree_frame_by_frame(localized):
-    summary, settings, _ = localized
+    _summary, settings, _ = localized
     timeline = json.loads(settings.timeline.read_text())
     entries = timeline["timeline"]
     times = np.array([e["time"] for e in entries])
@@ -199,8 +205,10 @@ def test_the_mask_moves_to_the_object_that_starts_sounding(localized, moving_cli
     truth = moving_clip.truth(times)
     with read_masks(settings.masks) as archive:
         masks = archive.all()
-    on = {k: np.array([metrics.pointing_hit(e["points"][0], objects[i, k]) for i, e in enumerate(entries)])
-          for k in range(3)}
+    on = {
+        k: np.array([metrics.pointing_hit(e["points"][0], objects[i, k]) for i, e in enumerate(entries)])
+        for k in range(3)
+    }
     hits = np.array([metrics.pointing_hit(e["points"][0], truth[i]) for i, e in enumerate(entries)])
     before, after = times < SWITCH - 0.5, times > SWITCH + 0.5
     assert hits[before].mean() >= 0.8 and hits[after].mean() >= 0.7, (hits[before].mean(), hits[after].mean())
@@ -216,8 +224,14 @@ def test_an_interrupted_run_leaves_no_video_archive_or_timeline(moving_clip, pre
         def update(self, task, **fields):
             raise KeyboardInterrupt
 
-    settings = VideoSettings(every=2.0, map_name="av", video=tmp_path / "o.mp4", masks=tmp_path / "m.npz",
-                             timeline=tmp_path / "t.json", chunk_size=2)
+    settings = VideoSettings(
+        every=2.0,
+        map_name="av",
+        video=tmp_path / "o.mp4",
+        masks=tmp_path / "m.npz",
+        timeline=tmp_path / "t.json",
+        chunk_size=2,
+    )
     with pytest.raises(KeyboardInterrupt):
         localize_video(moving_clip.path, predictor, settings, progress=Interrupt())
     assert list(tmp_path.iterdir()) == []
@@ -253,8 +267,9 @@ def test_smoothing_is_an_ema_with_a_time_constant_in_seconds():
 
 def test_smoothed_heatmaps_are_the_ones_sampled(localized, moving_clip, predictor, tmp_path):
     """With a time constant far longer than the clip the average stays the first frame's map."""
-    settings = VideoSettings(every=2.5, map_name="av", sampler=SamplerChoice("naive"), smooth=1000.0,
-                             timeline=tmp_path / "smooth.json")
+    settings = VideoSettings(
+        every=2.5, map_name="av", sampler=SamplerChoice("naive"), smooth=1000.0, timeline=tmp_path / "smooth.json"
+    )
     summary = localize_video(moving_clip.path, predictor, settings)
     timeline = json.loads(settings.timeline.read_text())
     assert summary["frames"] == 4 and timeline["smooth"] == 1000.0
@@ -319,14 +334,12 @@ def test_mask_archive_round_trip_in_chunks(tmp_path):
 
 
 def test_mask_archive_is_atomic_and_checked(tmp_path):
-    with pytest.raises(RuntimeError):
-        with mask_writer(tmp_path / "m.npz", (4, 4)) as out:
-            out.add(np.ones((2, 4, 4), bool), [0.0, 1.0])
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), mask_writer(tmp_path / "m.npz", (4, 4)) as out:
+        out.add(np.ones((2, 4, 4), bool), [0.0, 1.0])
+        raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(UsageError, match="masks must be"):
-        with mask_writer(tmp_path / "m.npz", (4, 4)) as out:
-            out.add(np.ones((2, 3, 4), bool), [0.0, 1.0])
+    with pytest.raises(UsageError, match="masks must be"), mask_writer(tmp_path / "m.npz", (4, 4)) as out:
+        out.add(np.ones((2, 3, 4), bool), [0.0, 1.0])
     with pytest.raises(UsageError, match="2 masks but 1 times"):
         write_masks(tmp_path / "m.npz", np.ones((2, 4, 4), bool), [0.0])
     assert list(tmp_path.iterdir()) == []
@@ -354,9 +367,29 @@ def test_eval_with_shuffled_audio_scores_clearly_lower(colour_checkpoint, tmp_pa
     run_preprocess(clips, tmp_path / "w.h5", make_settings(layout), workers=1)
     scores = {}
     for audio in ("normal", "shuffled", "silent"):
-        result = CliRunner().invoke(app, ["-q", "eval", "--dataset", str(tmp_path / "w.h5"), "--checkpoint", str(colour_checkpoint),
-                                          "--segmenter", "region", "--map", "av", "--sampler", "naive", "--no-align-corners",
-                                          "--audio", audio, "--out", str(tmp_path / audio), "--json"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "-q",
+                "eval",
+                "--dataset",
+                str(tmp_path / "w.h5"),
+                "--checkpoint",
+                str(colour_checkpoint),
+                "--segmenter",
+                "region",
+                "--map",
+                "av",
+                "--sampler",
+                "naive",
+                "--no-align-corners",
+                "--audio",
+                audio,
+                "--out",
+                str(tmp_path / audio),
+                "--json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         heat = next(r for r in _json.loads(result.stdout)["results"] if r["sampler"] is None)
         scores[audio] = heat["pointing_game"]

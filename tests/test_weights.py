@@ -48,9 +48,14 @@ def test_table_matches_the_sources() -> None:
 
     lists = {f"subset_{name}" for name in ("vggss_10k", "vggss_144k", "vggss_heard_test", "vggss_unheard_test")}
     backbones = {"resnet50_imagenet", "pvt_v2_b5_imagenet"}  # SSL2AVS image encoders
-    assert set(weights.WEIGHTS) == {"sam_vit_h", "sam_vit_l", "sam_vit_b", "vggish", "resnet18_imagenet"} | backbones | lists
+    assert (
+        set(weights.WEIGHTS)
+        == {"sam_vit_h", "sam_vit_l", "sam_vit_b", "vggish", "resnet18_imagenet"} | backbones | lists
+    )
     ten_k = weights.WEIGHTS["subset_vggss_10k"]
-    assert ten_k.url.startswith("https://raw.githubusercontent.com/stoneMo/EZ-VSL/") and ten_k.url.endswith("/metadata/vggss_10k.txt")
+    assert ten_k.url.startswith("https://raw.githubusercontent.com/stoneMo/EZ-VSL/") and ten_k.url.endswith(
+        "/metadata/vggss_10k.txt"
+    )
     assert weights.expected_sha256(ten_k) is None  # no published checksum; the URL pins a commit
     sam_h = weights.WEIGHTS["sam_vit_h"]
     assert sam_h.url == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"
@@ -61,7 +66,10 @@ def test_table_matches_the_sources() -> None:
     assert weights.WEIGHTS["resnet18_imagenet"].url == ResNet18_Weights.IMAGENET1K_V1.url
     from torchvision.models import ResNet50_Weights
 
-    assert weights.WEIGHTS["resnet50_imagenet"].url in (ResNet50_Weights.IMAGENET1K_V1.url, ResNet50_Weights.IMAGENET1K_V2.url)
+    assert weights.WEIGHTS["resnet50_imagenet"].url in (
+        ResNet50_Weights.IMAGENET1K_V1.url,
+        ResNet50_Weights.IMAGENET1K_V2.url,
+    )
     assert weights.expected_sha256(weights.WEIGHTS["vggish"]) == "10086976"
     assert weights.expected_sha256(weights.WEIGHTS["resnet18_imagenet"]) == "f37072fd"
     assert weights.expected_sha256(sam_h) == sam_h.sha256
@@ -93,9 +101,7 @@ def test_cache_hit_does_not_download(isolated_cache: Path) -> None:
     assert weights.resolve_weights("resnet18_imagenet") == cached
 
 
-def test_offline_download_failure_names_file_and_url(
-    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_offline_download_failure_names_file_and_url(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def unreachable(*args: object, **kwargs: object) -> None:
         raise URLError("no route to host")
 

@@ -18,18 +18,18 @@ import numpy as np
 import torch
 
 from gsavl_cli import metrics
-from gsavl_cli.io.layouts import discover
-from gsavl_cli.errors import GsavlError, UsageError, WeightsError
 from gsavl_cli.commands.evaluate import EvalSettings, ground_truth, heatmap_row, run_evaluation, validation_ids
 from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
-from gsavl_cli.model import ModelConfig, build_localizer, config_from_preset, save_checkpoint
+from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+from gsavl_cli.commands.train import TIE_WARNING, EpochLog, TrainConfig, train
 from gsavl_cli.data.features import test_interpolation_for
+from gsavl_cli.data.synthetic import WorldConfig, render_world
+from gsavl_cli.errors import GsavlError, UsageError, WeightsError
+from gsavl_cli.io.layouts import discover
+from gsavl_cli.io.store import open_store
+from gsavl_cli.model import ModelConfig, build_localizer, config_from_preset, save_checkpoint
 from gsavl_cli.predictor import SamplerChoice
 from gsavl_cli.segment import make_segmenter
-from gsavl_cli.commands.preprocess import make_settings, run_preprocess
-from gsavl_cli.io.store import open_store
-from gsavl_cli.data.synthetic import WorldConfig, render_world
-from gsavl_cli.commands.train import TIE_WARNING, EpochLog, TrainConfig, train
 
 
 @dataclass
@@ -55,19 +55,38 @@ class DemoConfig:
     def __post_init__(self) -> None:
         """Bad counts fail here, before minutes of rendering."""
         if self.epochs < 1 or self.n_train < 2 or self.n_test < 1:
-            raise UsageError(f"the demo needs at least 1 epoch, 2 training clips and 1 test clip; got {self.epochs}, "
-                             f"{self.n_train}, {self.n_test}", hint="raise --epochs / --train-clips / --test-clips")
+            raise UsageError(
+                f"the demo needs at least 1 epoch, 2 training clips and 1 test clip; got {self.epochs}, "
+                f"{self.n_train}, {self.n_test}",
+                hint="raise --epochs / --train-clips / --test-clips",
+            )
 
     def world(self) -> WorldConfig:
-        return WorldConfig(n_train=self.n_train, n_val=0, n_test=self.n_test, n_classes=self.n_classes,
-                           object_scale=self.object_scale, objects=self.objects, width=self.width, height=self.height,
-                           background=self.background, seed=self.seed)
+        return WorldConfig(
+            n_train=self.n_train,
+            n_val=0,
+            n_test=self.n_test,
+            n_classes=self.n_classes,
+            object_scale=self.object_scale,
+            objects=self.objects,
+            width=self.width,
+            height=self.height,
+            background=self.background,
+            seed=self.seed,
+        )
 
     def model(self) -> ModelConfig:
         """The gsavl preset on fixed stand-in encoders: identity image trunk, standardised random VGGish."""
-        return config_from_preset("gsavl", image_size=self.image_size, beta=self.beta, freeze_image=True,
-                                  freeze_audio=True, standardize_audio=True, audio_seconds=self.vggish_seconds,
-                                  test_interpolation=test_interpolation_for("avsbench-s4"))
+        return config_from_preset(
+            "gsavl",
+            image_size=self.image_size,
+            beta=self.beta,
+            freeze_image=True,
+            freeze_audio=True,
+            standardize_audio=True,
+            audio_seconds=self.vggish_seconds,
+            test_interpolation=test_interpolation_for("avsbench-s4"),
+        )
 
 
 def _segmenter_kind(sam_model: str, sam_checkpoint: Path | None, device: str) -> str:
@@ -104,8 +123,15 @@ def _headline(summary: dict[str, Any], sampler: str | None) -> dict[str, Any]:
     results = summary["results"]
     heat = next(r for r in results if r["sampler"] is None)
     mask = next((r for r in results if r["sampler"] == sampler), heat)
-    return {"pointing_game": heat["pointing_game"], "ciou": heat["ciou"], "heatmap_miou": heat["miou"],
-            "miou": mask["miou"], "mask_f": mask["mask_f"], "segmenter": mask["segmenter"], "sampler": mask["sampler"]}
+    return {
+        "pointing_game": heat["pointing_game"],
+        "ciou": heat["ciou"],
+        "heatmap_miou": heat["miou"],
+        "miou": mask["miou"],
+        "mask_f": mask["mask_f"],
+        "segmenter": mask["segmenter"],
+        "sampler": mask["sampler"],
+    }
 
 
 def run_demo(
@@ -126,19 +152,37 @@ def run_demo(
     say("2/6 preprocess -> world.h5")
     data = folder / "world.h5"
     layout, clips = discover(world, "avsbench-s4")
-    result = run_preprocess(clips, data, make_settings(layout, vggish_seconds=config.vggish_seconds), workers=1, overwrite=True)
+    result = run_preprocess(
+        clips, data, make_settings(layout, vggish_seconds=config.vggish_seconds), workers=1, overwrite=True
+    )
     if result.failed:
-        raise GsavlError(f"demo preprocessing failed: {result.failed[0].reason}", hint="check the ffmpeg build and free disk space")
-    say("3/6 train (gsavl preset; no pretrained weights offline: fixed stand-in encoders, an identity image trunk and "
-        "a standardised random VGGish, with trained projections)")
+        raise GsavlError(
+            f"demo preprocessing failed: {result.failed[0].reason}", hint="check the ffmpeg build and free disk space"
+        )
+    say(
+        "3/6 train (gsavl preset; no pretrained weights offline: fixed stand-in encoders, an identity image trunk and "
+        "a standardised random VGGish, with trained projections)"
+    )
     model_config = config.model()
     torch.manual_seed(config.seed)  # the same initial weights as the training run's
     untrained = folder / "untrained.pt"
     save_checkpoint(untrained, build_localizer(model_config, pretrained=False, identity_image_init=True), model_config)
     run = folder / "run"
-    cfg = TrainConfig(data=data, out=run, model=model_config, split="train", epochs=config.epochs,
-                      batch_size=config.batch_size, lr=config.lr, seed=config.seed, workers=0, checkpoint_every=config.epochs,
-                      device=device, pretrained=False, identity_init=True)
+    cfg = TrainConfig(
+        data=data,
+        out=run,
+        model=model_config,
+        split="train",
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        workers=0,
+        checkpoint_every=config.epochs,
+        device=device,
+        pretrained=False,
+        identity_init=True,
+    )
     logs: list[EpochLog] = []
 
     def on_epoch(log: EpochLog) -> None:
@@ -153,30 +197,72 @@ def run_demo(
     # The last epoch: the test clips are what the demo reports, so they do not pick a checkpoint.
     checkpoint = run / "last.pt"
     segmenter = _segmenter_kind(sam_model, sam_checkpoint, device)
-    say(f"4/6 eval on the test clips with the {segmenter} segmenter" + ("" if segmenter == "sam" else " (no SAM weights found: the heatmap region around the prompts)"))
-    common = dict(data=data, split="test", maps=("av",), samplers=[SamplerChoice("prob")], segmenter=segmenter,
-                  sam_model=sam_model, sam_checkpoint=sam_checkpoint, device=device, seed=config.seed)
-    trained_eval = run_evaluation(EvalSettings(checkpoint=checkpoint, out=folder / "eval", report=True, **common), progress=progress)
+    say(
+        f"4/6 eval on the test clips with the {segmenter} segmenter"
+        + ("" if segmenter == "sam" else " (no SAM weights found: the heatmap region around the prompts)")
+    )
+    common = dict(
+        data=data,
+        split="test",
+        maps=("av",),
+        samplers=[SamplerChoice("prob")],
+        segmenter=segmenter,
+        sam_model=sam_model,
+        sam_checkpoint=sam_checkpoint,
+        device=device,
+        seed=config.seed,
+    )
+    trained_eval = run_evaluation(
+        EvalSettings(checkpoint=checkpoint, out=folder / "eval", report=True, **common), progress=progress
+    )
     say("5/6 the same evaluation for the untrained model and the centre prior")
-    untrained_eval = run_evaluation(EvalSettings(checkpoint=untrained, out=folder / "eval_untrained", **common), progress=progress)
+    untrained_eval = run_evaluation(
+        EvalSettings(checkpoint=untrained, out=folder / "eval_untrained", **common), progress=progress
+    )
     test_ids = validation_ids(data, "test")
     centre = centre_prior_metrics(data, test_ids)
     say("6/6 localize one test clip")
     test_clip = next(c for c in clips if c.split == "test")
-    outputs = {"mask": folder / "mask.png", "overlay": folder / "overlay.png", "heatmap": folder / "heatmap.png",
-               "json": folder / "localize.json", "report": folder / "eval" / "report.html", "checkpoint": checkpoint,
-               "metrics": folder / "eval" / "metrics.json"}
-    settings = LocalizeSettings(checkpoint=checkpoint, map_name="av", sampler=SamplerChoice("prob"), segmenter=segmenter,
-                                sam_model=sam_model, sam_checkpoint=sam_checkpoint, device=device, seed=config.seed)
-    localize_clips([test_clip.video], settings, LocalizeOutputs(outputs["mask"], None, outputs["overlay"], outputs["heatmap"], None, outputs["json"]),
-                   progress=progress)
+    outputs = {
+        "mask": folder / "mask.png",
+        "overlay": folder / "overlay.png",
+        "heatmap": folder / "heatmap.png",
+        "json": folder / "localize.json",
+        "report": folder / "eval" / "report.html",
+        "checkpoint": checkpoint,
+        "metrics": folder / "eval" / "metrics.json",
+    }
+    settings = LocalizeSettings(
+        checkpoint=checkpoint,
+        map_name="av",
+        sampler=SamplerChoice("prob"),
+        segmenter=segmenter,
+        sam_model=sam_model,
+        sam_checkpoint=sam_checkpoint,
+        device=device,
+        seed=config.seed,
+    )
+    localize_clips(
+        [test_clip.video],
+        settings,
+        LocalizeOutputs(outputs["mask"], None, outputs["overlay"], outputs["heatmap"], None, outputs["json"]),
+        progress=progress,
+    )
     return {
         "segmenter": trained_eval["settings"]["segmenter"],
         "trained": _headline(trained_eval, "prob"),
         "untrained": _headline(untrained_eval, "prob"),
-        "centre_prior": {"pointing_game": centre["pointing_game"], "ciou": centre["ciou"], "miou": centre["miou"], "mask_f": centre["mask_f"]},
+        "centre_prior": {
+            "pointing_game": centre["pointing_game"],
+            "ciou": centre["ciou"],
+            "miou": centre["miou"],
+            "mask_f": centre["mask_f"],
+        },
         "chance_pointing": chance_pointing(data, test_ids),
-        "training": {"losses": [round(log.loss, 4) for log in logs], "tied_epochs": [log.epoch for log in logs if log.tied]},
+        "training": {
+            "losses": [round(log.loss, 4) for log in logs],
+            "tied_epochs": [log.epoch for log in logs if log.tied],
+        },
         "seconds": round(time.perf_counter() - started, 1),
         "outputs": {k: str(v) for k, v in outputs.items()},
     }

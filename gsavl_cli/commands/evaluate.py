@@ -37,14 +37,29 @@ from gsavl_cli.io.files import atomic_path, write_atomic
 from gsavl_cli.io.layouts import filter_subset
 from gsavl_cli.io.store import Store, hdf5_name, open_store
 from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES, Localizer
-from gsavl_cli.predictor import ClipInput, PreparedClip, Predictor, SamplerChoice, silent_like
+from gsavl_cli.predictor import ClipInput, Predictor, PreparedClip, SamplerChoice, silent_like
 from gsavl_cli.segment import RegionSegmenter
 from gsavl_cli.viz.report import ReportWriter
 
 T = TypeVar("T")
 VGGSS_GRID = 224  # the VGG-SS protocol scores heatmaps on a 224x224 grid
-CSV_COLUMNS = ("clip", "frame", "map", "sampler", "segmenter", "iou", "mask_f", "ciou", "pointing", "score", "rounds",
-               "mask_area", "gt_fraction", "points", "labels")
+CSV_COLUMNS = (
+    "clip",
+    "frame",
+    "map",
+    "sampler",
+    "segmenter",
+    "iou",
+    "mask_f",
+    "ciou",
+    "pointing",
+    "score",
+    "rounds",
+    "mask_area",
+    "gt_fraction",
+    "points",
+    "labels",
+)
 
 
 def default_samplers() -> list[SamplerChoice]:
@@ -105,7 +120,10 @@ def validation_ids(path: Path, split: str | None = None) -> list[str]:
             split = next((s for s in ("test", "val") if s in splits), "all")
         ids = [i for i in store.split_ids(split) if _annotated(store, i)]
     if not ids:
-        raise UsageError(f"{path} has no annotated clips in split {split!r}", hint="evaluation needs masks (AVSBench) or boxes (VGG-SS)")
+        raise UsageError(
+            f"{path} has no annotated clips in split {split!r}",
+            hint="evaluation needs masks (AVSBench) or boxes (VGG-SS)",
+        )
     return ids
 
 
@@ -115,7 +133,9 @@ def ground_truth(item: dict[str, np.ndarray], size: tuple[int, int], frame: int 
         frames = [int(f) for f in item.get("mask_frames", range(len(item["masks"])))]
         mask = item["masks"][frames.index(frame) if frame in frames else 0]
         if mask.shape != tuple(size):
-            resized = torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].float(), size=tuple(size), mode="nearest")
+            resized = torch.nn.functional.interpolate(
+                torch.from_numpy(mask)[None, None].float(), size=tuple(size), mode="nearest"
+            )
             return resized[0, 0].numpy() > 0.5
         return mask.astype(bool)
     return metrics.boxes_to_mask(item["boxes"], size=size)
@@ -132,8 +152,12 @@ def heatmap_row(heatmap: np.ndarray | torch.Tensor, gt: np.ndarray) -> dict[str,
     """The heatmap protocol: median threshold (cIoU, IoU, F) and the argmax pointing game."""
     heat = heatmap.float().cpu().numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap, dtype=np.float32)
     pred = heat >= metrics.median_threshold(heat)
-    return {"ciou": metrics.ciou(heat, gt), "iou": metrics.mask_iou(pred, gt), "mask_f": metrics.f_measure(pred, gt),
-            "pointing": float(metrics.pointing_game(heat, gt))}
+    return {
+        "ciou": metrics.ciou(heat, gt),
+        "iou": metrics.mask_iou(pred, gt),
+        "mask_f": metrics.f_measure(pred, gt),
+        "pointing": float(metrics.pointing_game(heat, gt)),
+    }
 
 
 def _prompt_hit_rate(points: np.ndarray, labels: np.ndarray, gt: np.ndarray) -> float:
@@ -168,7 +192,9 @@ def audio_partners(ids: list[str], seed: int) -> dict[str, str]:
 
 def _samples(store: Store, clip_id: str, settings: EvalSettings, partners: dict[str, str]) -> list[Sample]:
     """`first`: frame 0 with the clip-level audio; `all`: every annotated frame with its own audio window."""
-    names = ("first_frame", "waveform", "masks", "mask_frames", "boxes") if settings.frames == FrameMode.first else _NAMES
+    names = (
+        ("first_frame", "waveform", "masks", "mask_frames", "boxes") if settings.frames == FrameMode.first else _NAMES
+    )
     item = store.read(clip_id, names)
     waveform = item["waveform"]
     if settings.audio == AudioMode.silent:
@@ -180,7 +206,9 @@ def _samples(store: Store, clip_id: str, settings: EvalSettings, partners: dict[
     out = []
     for i in [int(i) for i in item.get("mask_frames", [0])]:
         key = f"{clip_id}#{i}"
-        out.append(Sample(clip_id, i, key, ClipInput(item["frames"][i], waveform, float(item["frame_times"][i]), key), item))
+        out.append(
+            Sample(clip_id, i, key, ClipInput(item["frames"][i], waveform, float(item["frame_times"][i]), key), item)
+        )
     return out
 
 
@@ -193,9 +221,15 @@ class EvalOutput:
     timings: dict[str, float]
 
 
-def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, settings: EvalSettings,
-                 timings: dict[str, float], keep: Callable[[str, dict[str, Any]], None] | None,
-                 heat_out: h5py.File | None) -> list[dict[str, Any]]:
+def _sample_rows(
+    predictor: Predictor,
+    sample: Sample,
+    clip: PreparedClip,
+    settings: EvalSettings,
+    timings: dict[str, float],
+    keep: Callable[[str, dict[str, Any]], None] | None,
+    heat_out: h5py.File | None,
+) -> list[dict[str, Any]]:
     size = clip.size
     gt_frame = ground_truth(sample.item, size, sample.frame_index)
     protocol = protocol_size(sample.item, size)
@@ -208,36 +242,67 @@ def _sample_rows(predictor: Predictor, sample: Sample, clip: PreparedClip, setti
         heat = predictor.heatmap_tensor(map_name, clip=clip)
         scored = heat if protocol == size else predictor.heatmap_tensor(map_name, clip=clip, size=protocol)
         timings["heatmap_s"] += time.perf_counter() - tick
-        rows.append({**base, "map": map_name, "sampler": None, "segmenter": None, **heatmap_row(scored, gt_protocol),
-                     "gt_fraction": float(gt_protocol.mean())})
+        rows.append(
+            {
+                **base,
+                "map": map_name,
+                "sampler": None,
+                "segmenter": None,
+                **heatmap_row(scored, gt_protocol),
+                "gt_fraction": float(gt_protocol.mean()),
+            }
+        )
         visuals["heatmaps"][map_name] = heat.float().cpu().numpy()
         if heat_out is not None:
-            heat_out.create_dataset(f"{hdf5_name(sample.key)}/{map_name}", data=visuals["heatmaps"][map_name].astype(np.float32),
-                                    compression="gzip")
+            heat_out.create_dataset(
+                f"{hdf5_name(sample.key)}/{map_name}",
+                data=visuals["heatmaps"][map_name].astype(np.float32),
+                compression="gzip",
+            )
         own_mask = predictor.own_mask  # a segmentation model: one mask, no sampler
         if own_mask and map_name != settings.maps[0]:
             continue
         for choice in [SamplerChoice("model")] if own_mask else settings.samplers:
             tick = time.perf_counter()
-            found = predictor.predict(map_name, choice.name, settings.seed, clip=clip, negatives=settings.negatives,
-                                      mask_choice=settings.mask_choice, cascade_rounds=settings.cascade_rounds,
-                                      cascade_threshold=settings.cascade_threshold, **choice.params)
+            found = predictor.predict(
+                map_name,
+                choice.name,
+                settings.seed,
+                clip=clip,
+                negatives=settings.negatives,
+                mask_choice=settings.mask_choice,
+                cascade_rounds=settings.cascade_rounds,
+                cascade_threshold=settings.cascade_threshold,
+                **choice.params,
+            )
             timings["decoder_s"] += time.perf_counter() - tick
-            rows.append({
-                **base, "map": map_name, "sampler": choice.name, "segmenter": found.segmenter,
-                "iou": metrics.mask_iou(found.mask, gt_frame), "mask_f": metrics.f_measure(found.mask, gt_frame),
-                "ciou": metrics.ciou_of_mask(found.mask, gt_frame), "score": found.score, "rounds": found.rounds,
-                "mask_area": int(found.mask.sum()), "pointing": _prompt_hit_rate(found.points, found.labels, gt_frame),
-                "points": found.points.round(2).tolist(), "labels": found.labels.tolist(),
-                "gt_fraction": float(gt_frame.mean()),
-            })
+            rows.append(
+                {
+                    **base,
+                    "map": map_name,
+                    "sampler": choice.name,
+                    "segmenter": found.segmenter,
+                    "iou": metrics.mask_iou(found.mask, gt_frame),
+                    "mask_f": metrics.f_measure(found.mask, gt_frame),
+                    "ciou": metrics.ciou_of_mask(found.mask, gt_frame),
+                    "score": found.score,
+                    "rounds": found.rounds,
+                    "mask_area": int(found.mask.sum()),
+                    "pointing": _prompt_hit_rate(found.points, found.labels, gt_frame),
+                    "points": found.points.round(2).tolist(),
+                    "labels": found.labels.tolist(),
+                    "gt_fraction": float(gt_frame.mean()),
+                }
+            )
             visuals["results"][(map_name, choice.name)] = (found.mask, found.prompts, rows[-1]["iou"])
     if keep is not None:
         keep(sample.key, visuals)
     return rows
 
 
-def _batches(store: Store, ids: list[str], settings: EvalSettings, partners: dict[str, str]) -> Iterator[tuple[int, list[Sample]]]:
+def _batches(
+    store: Store, ids: list[str], settings: EvalSettings, partners: dict[str, str]
+) -> Iterator[tuple[int, list[Sample]]]:
     for start in range(0, len(ids), settings.batch_size):
         chunk = ids[start : start + settings.batch_size]
         yield len(chunk), [s for clip_id in chunk for s in _samples(store, clip_id, settings, partners)]
@@ -300,15 +365,23 @@ def evaluate(
 
 
 @torch.no_grad()
-def heatmap_metrics(localizer: Localizer, path: Path, ids: list[str], device: str, batch_size: int = 32) -> dict[str, Any]:
+def heatmap_metrics(
+    localizer: Localizer, path: Path, ids: list[str], device: str, batch_size: int = 32
+) -> dict[str, Any]:
     """Validation during training: the av map alone, through the same Predictor (no prior, no SAM)."""
     was_training = localizer.training
     predictor = Predictor(localizer, RegionSegmenter(), device=device)
     rows = []
     with open_store(path) as store:
         for start in range(0, len(ids), batch_size):
-            items = [store.read(i, ("first_frame", "waveform", "masks", "mask_frames", "boxes")) for i in ids[start : start + batch_size]]
-            prepared = predictor.prepare([ClipInput(it["first_frame"], it["waveform"], None, i) for it, i in zip(items, ids[start:])], maps=("av",))
+            items = [
+                store.read(i, ("first_frame", "waveform", "masks", "mask_frames", "boxes"))
+                for i in ids[start : start + batch_size]
+            ]
+            prepared = predictor.prepare(
+                [ClipInput(it["first_frame"], it["waveform"], None, i) for it, i in zip(items, ids[start:])],
+                maps=("av",),
+            )
             for item, clip in zip(items, prepared):
                 size = protocol_size(item, clip.size)
                 rows.append(heatmap_row(predictor.heatmap_tensor("av", clip=clip, size=size), ground_truth(item, size)))
@@ -334,8 +407,16 @@ def summarise_rows(rows: list[dict[str, Any]], videos_per_batch: int = 1) -> lis
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["map"], row["sampler"], row["segmenter"]), []).append(row)
-    return [{"map": m, "sampler": s, "segmenter": g, **metrics.summarize(members), **metrics.avsbench_from_rows(members, videos_per_batch)}
-            for (m, s, g), members in groups.items()]
+    return [
+        {
+            "map": m,
+            "sampler": s,
+            "segmenter": g,
+            **metrics.summarize(members),
+            **metrics.avsbench_from_rows(members, videos_per_batch),
+        }
+        for (m, s, g), members in groups.items()
+    ]
 
 
 def _gather(rows: list[dict[str, Any]], world: int) -> list[dict[str, Any]]:
@@ -362,9 +443,15 @@ def make_predictor(settings: EvalSettings, device: str) -> Predictor:
     with open_store(settings.data) as store:
         layout = str(store.settings.get("layout", "folder"))
     return Predictor.from_checkpoint(
-        settings.checkpoint, device=device, segmenter=settings.segmenter, sam_model=settings.sam_model,
-        sam_checkpoint=settings.sam_checkpoint, resnet_checkpoint=settings.resnet_checkpoint, alpha=settings.alpha,
-        align_corners=settings.align_corners, interpolation=test_interpolation_for(layout),
+        settings.checkpoint,
+        device=device,
+        segmenter=settings.segmenter,
+        sam_model=settings.sam_model,
+        sam_checkpoint=settings.sam_checkpoint,
+        resnet_checkpoint=settings.resnet_checkpoint,
+        alpha=settings.alpha,
+        align_corners=settings.align_corners,
+        interpolation=test_interpolation_for(layout),
         pretrained_prior=settings.pretrained_prior,
     )
 
@@ -374,10 +461,14 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     rank, world, device = init_distributed(settings.device)
     start = time.perf_counter()
     all_ids = validation_ids(settings.data, settings.split)
-    ids, clip_order = dataset_order(settings.data, [i for i in filter_subset(all_ids, settings.subset) if i not in settings.exclude])
+    ids, clip_order = dataset_order(
+        settings.data, [i for i in filter_subset(all_ids, settings.subset) if i not in settings.exclude]
+    )
     ids = ids[: settings.limit]
     if not ids:
-        raise UsageError(f"no annotated clips of {settings.data} are in subset {settings.subset}", hint="check --subset and --split")
+        raise UsageError(
+            f"no annotated clips of {settings.data} are in subset {settings.subset}", hint="check --subset and --split"
+        )
     partners = audio_partners(ids, settings.seed) if settings.audio == AudioMode.shuffled else {}
     predictor = make_predictor(settings, device)
     settings = replace(settings, maps=settings.maps or predictor.default_maps)
@@ -385,13 +476,17 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     out.mkdir(parents=True, exist_ok=True)
     samplers_ = settings.samplers
     own_mask = predictor.own_mask  # its one mask row is on the first map, sampler "model"
-    shown_map, shown_sampler = (settings.maps[0], "model") if own_mask else (settings.maps[-1], samplers_[-1].name if samplers_ else None)
+    shown_map, shown_sampler = (
+        (settings.maps[0], "model") if own_mask else (settings.maps[-1], samplers_[-1].name if samplers_ else None)
+    )
     reporter = ReportWriter(out, shown_map, shown_sampler) if settings.report and rank == 0 else None
     mine = ids[rank::world]
     with ExitStack() as stack:
         if settings.embedding_cache is not None and predictor.segmenter.name == "sam":
             name = settings.sam_checkpoint.name if settings.sam_checkpoint else "default"
-            predictor.embedding_cache = stack.enter_context(_closing(EmbeddingCache(settings.embedding_cache, f"{settings.sam_model}:{name}")))
+            predictor.embedding_cache = stack.enter_context(
+                _closing(EmbeddingCache(settings.embedding_cache, f"{settings.sam_model}:{name}"))
+            )
         heat_out = None
         if settings.save_heatmaps is not None and world == 1:
             heat_path = stack.enter_context(atomic_path(settings.save_heatmaps))
@@ -405,23 +500,39 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
             done = bar.tasks[0].completed
             bar.update(task, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.2f} clips/s")
 
-        output = evaluate(predictor, settings, mine, partners=partners, on_batch=advance, keep=reporter, heat_out=heat_out)
+        output = evaluate(
+            predictor, settings, mine, partners=partners, on_batch=advance, keep=reporter, heat_out=heat_out
+        )
     position = {clip_id: k for k, clip_id in enumerate(ids)}
-    rows = sorted(_gather(output.rows, world), key=lambda r: position[r["clip"]])  # the dataset's order, whatever the sharding
+    rows = sorted(
+        _gather(output.rows, world), key=lambda r: position[r["clip"]]
+    )  # the dataset's order, whatever the sharding
     total = time.perf_counter() - start
     n_frames = len({(r["clip"], r["frame"]) for r in rows})
     summary = {
         "results": summarise_rows(rows, settings.videos_per_batch),
         "timings": {**output.timings, "total_s": total, "frames_per_s": n_frames / total if total > 0 else None},
-        "settings": {**settings.to_json(), "n_clips": len(ids), "world_size": world, "device": device,
-                     "segmenter": predictor.segmenter.name, "clip_order": clip_order, "gsavl": __version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "settings": {
+            **settings.to_json(),
+            "n_clips": len(ids),
+            "world_size": world,
+            "device": device,
+            "segmenter": predictor.segmenter.name,
+            "clip_order": clip_order,
+            "gsavl": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
     }
     if rank == 0:
         write_atomic(out / "metrics.json", json.dumps(summary, indent=2, default=str).encode("utf-8"))
         write_atomic(out / "per_sample.csv", _csv_bytes(rows))
         if reporter is not None:
-            shown = [r for r in summary["results"] if r["map"] == reporter.map_name and r["sampler"] in (None, reporter.sampler)]
+            shown = [
+                r
+                for r in summary["results"]
+                if r["map"] == reporter.map_name and r["sampler"] in (None, reporter.sampler)
+            ]
             title = f"gsavl eval · {settings.data.name} · {reporter.map_name} / {reporter.sampler or 'heatmap'} · {predictor.segmenter.name} segmenter"
             reporter.write(title, shown)
     return summary

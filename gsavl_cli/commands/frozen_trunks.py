@@ -35,8 +35,9 @@ class TrunkCache:
     images: dict[int, torch.Tensor] = field(default_factory=dict)
     sounds: dict[int, torch.Tensor] = field(default_factory=dict)
 
-    def step(self, model: nn.Module, batch: dict[str, torch.Tensor], device: str,
-             autocast: torch.autocast) -> tuple[torch.Tensor, int]:
+    def step(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], device: str, autocast: torch.autocast
+    ) -> tuple[torch.Tensor, int]:
         """The localizer's MIL contrastive loss on one batch, trunks from the cache where possible."""
         assert isinstance(model, Localizer)
         index = batch["index"].tolist()
@@ -49,7 +50,9 @@ class TrunkCache:
             loss, _ = model.loss(img_maps.float(), aud.float())
         return loss, len(index)
 
-    def _image_trunk(self, model: Localizer, batch: dict[str, torch.Tensor], index: list[int], device: str) -> torch.Tensor:
+    def _image_trunk(
+        self, model: Localizer, batch: dict[str, torch.Tensor], index: list[int], device: str
+    ) -> torch.Tensor:
         if not self.image:
             return model.image_trunk(batch["images"].to(device, non_blocking=True))
         missing = [row for row, i in enumerate(index) if i not in self.images]
@@ -59,14 +62,17 @@ class TrunkCache:
             self.images.update({index[row]: maps for row, maps in zip(missing, out)})
         return torch.stack([self.images[i] for i in index])
 
-    def _audio_trunk(self, model: Localizer, batch: dict[str, torch.Tensor], index: list[int],
-                     lengths: torch.Tensor, device: str) -> torch.Tensor:
+    def _audio_trunk(
+        self, model: Localizer, batch: dict[str, torch.Tensor], index: list[int], lengths: torch.Tensor, device: str
+    ) -> torch.Tensor:
         if not self.audio:
             return model.audio.trunk_features(batch["audio"].to(device, non_blocking=True), lengths)
         missing = [row for row, i in enumerate(index) if i not in self.sounds]
         if missing:
             with torch.no_grad():
-                out = model.audio.trunk_features(batch["audio"][missing].to(device, non_blocking=True), lengths[missing])
+                out = model.audio.trunk_features(
+                    batch["audio"][missing].to(device, non_blocking=True), lengths[missing]
+                )
             self.sounds.update({index[row]: feats[: int(lengths[row])] for row, feats in zip(missing, out)})
         return torch.nn.utils.rnn.pad_sequence([self.sounds[i] for i in index], batch_first=True)
 

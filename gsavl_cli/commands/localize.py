@@ -17,7 +17,8 @@ from gsavl_cli.io.files import write_atomic, write_atomic_with
 from gsavl_cli.io.layouts import list_videos
 from gsavl_cli.model import ALIGN_CORNERS
 from gsavl_cli.predictor import Prediction, Predictor, SamplerChoice
-from gsavl_cli.viz.drawing import colourise, overlay as draw_overlay
+from gsavl_cli.viz.drawing import colourise
+from gsavl_cli.viz.drawing import overlay as draw_overlay
 
 
 @dataclass
@@ -72,9 +73,15 @@ def expand_clips(paths: list[Path]) -> list[Path]:
 
 def make_predictor(settings: LocalizeSettings) -> Predictor:
     return Predictor.from_checkpoint(
-        settings.checkpoint, device=settings.device, segmenter=settings.segmenter, sam_model=settings.sam_model,
-        sam_checkpoint=settings.sam_checkpoint, resnet_checkpoint=settings.resnet_checkpoint, alpha=settings.alpha,
-        align_corners=settings.align_corners, pretrained_prior=settings.pretrained_prior,
+        settings.checkpoint,
+        device=settings.device,
+        segmenter=settings.segmenter,
+        sam_model=settings.sam_model,
+        sam_checkpoint=settings.sam_checkpoint,
+        resnet_checkpoint=settings.resnet_checkpoint,
+        alpha=settings.alpha,
+        align_corners=settings.align_corners,
+        pretrained_prior=settings.pretrained_prior,
     )
 
 
@@ -103,15 +110,23 @@ def localize_one(path: Path, settings: LocalizeSettings, predictor: Predictor) -
     heat = predictor.heatmaps((settings.map_name,))[settings.map_name]
     timings["heatmap_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    found = predictor.predict(settings.map_name, settings.sampler.name, settings.seed, negatives=settings.negatives,
-                              mask_choice=settings.mask_choice, cascade_rounds=settings.cascade_rounds,
-                              cascade_threshold=settings.cascade_threshold, **settings.sampler.params)
+    found = predictor.predict(
+        settings.map_name,
+        settings.sampler.name,
+        settings.seed,
+        negatives=settings.negatives,
+        mask_choice=settings.mask_choice,
+        cascade_rounds=settings.cascade_rounds,
+        cascade_threshold=settings.cascade_threshold,
+        **settings.sampler.params,
+    )
     timings["prompt_and_decoder_s"] = time.perf_counter() - tick
     return {"frame": frame, "heatmap": heat, "prediction": found, "timings": timings, "time": at or 0.0}
 
 
-def localize_clips(clips: list[Path], settings: LocalizeSettings, outputs: LocalizeOutputs, *,
-                   progress: Callable[..., Any]) -> list[dict[str, Any]]:
+def localize_clips(
+    clips: list[Path], settings: LocalizeSettings, outputs: LocalizeOutputs, *, progress: Callable[..., Any]
+) -> list[dict[str, Any]]:
     """Localizes each clip with the models loaded once; writes masks (+ extras) and returns summaries."""
     paths = expand_clips(clips)
     single = len(paths) == 1 and outputs.out_dir is None
@@ -131,11 +146,18 @@ def localize_clips(clips: list[Path], settings: LocalizeSettings, outputs: Local
 
 def _targets(path: Path, outputs: LocalizeOutputs, single: bool) -> LocalizeOutputs:
     if single:
-        return LocalizeOutputs(outputs.output or path.with_suffix(".mask.png"), None, outputs.overlay, outputs.heatmap_png,
-                               outputs.heatmap_npy, outputs.json_file)
+        return LocalizeOutputs(
+            outputs.output or path.with_suffix(".mask.png"),
+            None,
+            outputs.overlay,
+            outputs.heatmap_png,
+            outputs.heatmap_npy,
+            outputs.json_file,
+        )
     folder, stem = Path(outputs.out_dir), path.stem  # type: ignore[arg-type]
     return LocalizeOutputs(
-        folder / f"{stem}.mask.png", folder,
+        folder / f"{stem}.mask.png",
+        folder,
         folder / f"{stem}.overlay.png" if outputs.overlay else None,
         folder / f"{stem}.heatmap.png" if outputs.heatmap_png else None,
         folder / f"{stem}.heatmap.npy" if outputs.heatmap_npy else None,
@@ -146,9 +168,14 @@ def _targets(path: Path, outputs: LocalizeOutputs, single: bool) -> LocalizeOutp
 def prediction_summary(found: Prediction) -> dict[str, Any]:
     """The JSON facts of one prediction (shared by the single-frame and video outputs)."""
     return {
-        "map": found.map, "sampler": found.sampler, "segmenter": found.segmenter,
-        "points": found.points.round(2).tolist(), "labels": found.labels.tolist(), "mask_area": int(found.mask.sum()),
-        "score": None if np.isnan(found.score) else float(found.score), "rounds": found.rounds,
+        "map": found.map,
+        "sampler": found.sampler,
+        "segmenter": found.segmenter,
+        "points": found.points.round(2).tolist(),
+        "labels": found.labels.tolist(),
+        "mask_area": int(found.mask.sum()),
+        "score": None if np.isnan(found.score) else float(found.score),
+        "rounds": found.rounds,
         "agreement": None if np.isnan(found.agreement) else round(float(found.agreement), 6),
     }
 
@@ -158,19 +185,29 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, np.asarray(array, dtype=np.float32), allow_pickle=False)
 
 
-def _write_outputs(path: Path, found: dict[str, Any], settings: LocalizeSettings, to: LocalizeOutputs) -> dict[str, Any]:
+def _write_outputs(
+    path: Path, found: dict[str, Any], settings: LocalizeSettings, to: LocalizeOutputs
+) -> dict[str, Any]:
     prediction: Prediction = found["prediction"]
     media.write_png(to.output, prediction.mask)
     if to.overlay is not None:
-        media.write_png(to.overlay, draw_overlay(found["frame"], found["heatmap"], prediction.mask, prediction.points, prediction.labels))
+        media.write_png(
+            to.overlay,
+            draw_overlay(found["frame"], found["heatmap"], prediction.mask, prediction.points, prediction.labels),
+        )
     if to.heatmap_png is not None:
         media.write_png(to.heatmap_png, colourise(found["heatmap"]))
     if to.heatmap_npy is not None:
         write_atomic_with(to.heatmap_npy, lambda tmp: _save_npy(tmp, found["heatmap"]))
     summary = {
-        "clip": str(path), "mask": str(to.output), "time": found["time"], **prediction_summary(prediction),
-        "sampler_params": settings.sampler.params, "sam_model": settings.sam_model if prediction.segmenter == "sam" else None,
-        "frame_size": list(found["frame"].shape[:2]), "timings": found["timings"],
+        "clip": str(path),
+        "mask": str(to.output),
+        "time": found["time"],
+        **prediction_summary(prediction),
+        "sampler_params": settings.sampler.params,
+        "sam_model": settings.sam_model if prediction.segmenter == "sam" else None,
+        "frame_size": list(found["frame"].shape[:2]),
+        "timings": found["timings"],
     }
     if to.json_file is not None:
         write_atomic(to.json_file, json.dumps(summary, indent=2).encode("utf-8"))

@@ -72,7 +72,9 @@ class VideoSettings:
 
     def check(self) -> None:
         if not any((self.video, self.masks, self.mask_pngs, self.timeline)):
-            raise UsageError("nothing to write for the video", hint="pass --video, --masks, --mask-pngs and/or --timeline")
+            raise UsageError(
+                "nothing to write for the video", hint="pass --video, --masks, --mask-pngs and/or --timeline"
+            )
         if self.smooth is not None and not self.smooth > 0:
             raise UsageError(f"the smoothing time constant must be > 0 s, got {self.smooth}", hint="e.g. --smooth 0.5")
         if self.chunk_size < 1 or self.batch_size < 1:
@@ -131,14 +133,22 @@ def _frame_entry(index: int, at: float, found: Prediction) -> dict[str, Any]:
 
 
 def _localize_chunk(
-    chunk: media.FrameChunk, waveform: np.ndarray, key: str, predictor: Predictor, settings: VideoSettings,
+    chunk: media.FrameChunk,
+    waveform: np.ndarray,
+    key: str,
+    predictor: Predictor,
+    settings: VideoSettings,
     smoother: HeatmapSmoother | None,
 ) -> list[tuple[np.ndarray, Prediction]]:
     """Heatmap and prediction of each frame of a chunk (embeddings and heatmaps batched)."""
     whole_clip = predictor.config.audio_window is None
     inputs = [
-        ClipInput(frame, window_around(waveform, float(at), WHOLE_CLIP_WINDOW) if whole_clip else waveform,
-                  time=None if whole_clip else float(at), key=frame_key(key, float(at)))
+        ClipInput(
+            frame,
+            window_around(waveform, float(at), WHOLE_CLIP_WINDOW) if whole_clip else waveform,
+            time=None if whole_clip else float(at),
+            key=frame_key(key, float(at)),
+        )
         for frame, at in zip(chunk.frames, chunk.times)
     ]
     prepared = predictor.prepare(inputs, maps=(settings.map_name,), batch_size=settings.batch_size)
@@ -148,29 +158,59 @@ def _localize_chunk(
         if smoother is not None:
             heat = smoother(heat, float(at))
         found = predictor.predict(
-            settings.map_name, settings.sampler.name, settings.seed, clip=clip,
-            heatmap=heat if smoother is not None else None, negatives=settings.negatives,
-            mask_choice=settings.mask_choice, cascade_rounds=settings.cascade_rounds,
-            cascade_threshold=settings.cascade_threshold, **settings.sampler.params,
+            settings.map_name,
+            settings.sampler.name,
+            settings.seed,
+            clip=clip,
+            heatmap=heat if smoother is not None else None,
+            negatives=settings.negatives,
+            mask_choice=settings.mask_choice,
+            cascade_rounds=settings.cascade_rounds,
+            cascade_threshold=settings.cascade_threshold,
+            **settings.sampler.params,
         )
         results.append((heat.float().cpu().numpy(), found))
     return results
 
 
-def _summary(path: Path, key: str, info: media.MediaInfo, rate: Fraction, settings: VideoSettings,
-             predictor: Predictor, frames: int, elapsed: float) -> dict[str, Any]:
+def _summary(
+    path: Path,
+    key: str,
+    info: media.MediaInfo,
+    rate: Fraction,
+    settings: VideoSettings,
+    predictor: Predictor,
+    frames: int,
+    elapsed: float,
+) -> dict[str, Any]:
     """The run's settings and figures (the timeline's header, and what the CLI prints)."""
-    targets = {"video": settings.video, "masks": settings.masks, "mask_pngs": settings.mask_pngs,
-               "timeline": settings.timeline}
+    targets = {
+        "video": settings.video,
+        "masks": settings.masks,
+        "mask_pngs": settings.mask_pngs,
+        "timeline": settings.timeline,
+    }
     return {
-        "clip": str(path), "key": key, "frames": frames, "every": settings.every, "fps": float(rate),
-        "frame_size": [info.height, info.width], "duration": info.duration, "map": settings.map_name,
-        "sampler": settings.sampler.name, "sampler_params": settings.sampler.params, "segmenter": predictor.segmenter.name,
-        "seed": settings.seed, "negatives": settings.negatives, "mask_choice": settings.mask_choice,
-        "cascade_rounds": settings.cascade_rounds, "smooth": settings.smooth,
+        "clip": str(path),
+        "key": key,
+        "frames": frames,
+        "every": settings.every,
+        "fps": float(rate),
+        "frame_size": [info.height, info.width],
+        "duration": info.duration,
+        "map": settings.map_name,
+        "sampler": settings.sampler.name,
+        "sampler_params": settings.sampler.params,
+        "segmenter": predictor.segmenter.name,
+        "seed": settings.seed,
+        "negatives": settings.negatives,
+        "mask_choice": settings.mask_choice,
+        "cascade_rounds": settings.cascade_rounds,
+        "smooth": settings.smooth,
         "audio_window": predictor.config.audio_window or WHOLE_CLIP_WINDOW,
         "outputs": {name: str(target) for name, target in targets.items() if target is not None},
-        "seconds": round(elapsed, 3), "frames_per_second": round(frames / elapsed, 3) if elapsed > 0 else None,
+        "seconds": round(elapsed, 3),
+        "frames_per_second": round(frames / elapsed, 3) if elapsed > 0 else None,
     }
 
 
@@ -200,26 +240,38 @@ def localize_video(
     entries: list[dict[str, Any]] = []
     started = time.perf_counter()
     with ExitStack() as stack:
-        video = stack.enter_context(
-            media.video_writer(settings.video, fps=rate, size=(info.width, info.height), audio=path)
-        ) if settings.video else None
+        video = (
+            stack.enter_context(
+                media.video_writer(settings.video, fps=rate, size=(info.width, info.height), audio=path)
+            )
+            if settings.video
+            else None
+        )
         masks = stack.enter_context(mask_writer(settings.masks, (info.height, info.width))) if settings.masks else None
         bar = stack.enter_context((progress or _NoProgress)())
         task = bar.add_task(f"localize {path.name}", total=media.expected_frames(info, settings.every), rate="")
-        frames = stack.enter_context(closing(media.iter_frames(path, every=settings.every,
-                                                               chunk_size=settings.chunk_size, info=info)))
+        frames = stack.enter_context(
+            closing(media.iter_frames(path, every=settings.every, chunk_size=settings.chunk_size, info=info))
+        )
         with torch.inference_mode():
             for chunk in frames:
                 found = _localize_chunk(chunk, waveform, key, predictor, settings, smoother)
                 if video is not None:
-                    video.write(np.stack([overlay(frame, heat, p.mask, p.points, p.labels)
-                                          for frame, (heat, p) in zip(chunk.frames, found)]))
+                    video.write(
+                        np.stack(
+                            [
+                                overlay(frame, heat, p.mask, p.points, p.labels)
+                                for frame, (heat, p) in zip(chunk.frames, found)
+                            ]
+                        )
+                    )
                 if masks is not None:
                     masks.add(np.stack([p.mask for _, p in found]), chunk.times)
                 if settings.mask_pngs is not None:
                     write_mask_pngs(settings.mask_pngs, np.stack([p.mask for _, p in found]), chunk.start)
-                entries.extend(_frame_entry(chunk.start + i, at, p) for i, (at, (_, p))
-                               in enumerate(zip(chunk.times, found)))
+                entries.extend(
+                    _frame_entry(chunk.start + i, at, p) for i, (at, (_, p)) in enumerate(zip(chunk.times, found))
+                )
                 elapsed = time.perf_counter() - started
                 bar.update(task, advance=len(chunk), rate=f"{len(entries) / elapsed:.1f} frames/s")
         bar.update(task, total=len(entries), completed=len(entries))

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from gsavl_cli.data import features
-
+from gsavl_cli.errors import GsavlError, MediaError
 from gsavl_cli.io import media
 from gsavl_cli.io.layouts import ClipSource, Ignored
-from gsavl_cli.errors import GsavlError, MediaError
 from gsavl_cli.io.store import ClipRecord, StoreWriter
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -33,7 +32,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
-def make_settings(layout: str, frame_times: list[float] | None = None, vggish_seconds: float | None = None) -> dict[str, Any]:
+def make_settings(
+    layout: str, frame_times: list[float] | None = None, vggish_seconds: float | None = None
+) -> dict[str, Any]:
     """Every parameter that shapes the stored arrays, recorded in the file."""
     settings = dict(DEFAULT_SETTINGS, layout=layout)
     if frame_times is not None:
@@ -41,7 +42,16 @@ def make_settings(layout: str, frame_times: list[float] | None = None, vggish_se
     if vggish_seconds is None and layout == "vggsound":
         vggish_seconds = 3.0  # the VGGSound protocol's "middle 3 s"
     settings["vggish_seconds"] = vggish_seconds
-    settings["vggish"] = {"window": 400, "hop": 160, "n_fft": 512, "mel_bands": 64, "fmin": 125.0, "fmax": 7500.0, "log_offset": 0.01, "example_frames": 96}
+    settings["vggish"] = {
+        "window": 400,
+        "hop": 160,
+        "n_fft": 512,
+        "mel_bands": 64,
+        "fmin": 125.0,
+        "fmax": 7500.0,
+        "log_offset": 0.01,
+        "example_frames": 96,
+    }
     settings["spectrogram"] = {"nperseg": 512, "noverlap": 274, "log_offset": 1e-7, "scale": 12.0}
     return settings
 
@@ -88,7 +98,9 @@ def extract_clip(src: ClipSource, settings: dict[str, Any]) -> ClipRecord:
     frames, times = _frames(src, settings)
     waveform = _waveform(src, sr)
     if settings.get("vggish_seconds"):  # a fixed window: its own example count, no padding to the layout's
-        examples = features.vggish_examples(features.centre_window(waveform, sr, float(settings["vggish_seconds"])), sr).numpy()
+        examples = features.vggish_examples(
+            features.centre_window(waveform, sr, float(settings["vggish_seconds"])), sr
+        ).numpy()
     else:
         examples = _pad_examples(features.vggish_examples(waveform, sr).numpy(), src.vggish_examples)
     record = ClipRecord(

@@ -50,7 +50,9 @@ def select_shard(clips: list[ClipSource], index: int, count: int) -> list[ClipSo
     return [c for c in clips if shard_of(c.clip_id, count) == index]
 
 
-def start_shard(path: Path, settings: dict[str, Any], index: int, count: int, ids: list[str], *, overwrite: bool = False) -> None:
+def start_shard(
+    path: Path, settings: dict[str, Any], index: int, count: int, ids: list[str], *, overwrite: bool = False
+) -> None:
     """Creates (or reopens) a shard's store and records which shard it is and which clips it was given,
     before any clip is written, so an interrupted shard is known as one. Refuses to change a store's shard."""
     from gsavl_cli.io.store import StoreWriter
@@ -59,8 +61,10 @@ def start_shard(path: Path, settings: dict[str, Any], index: int, count: int, id
     with h5py.File(path, "r+") as f:
         previous = f.attrs.get(SHARD_ATTR)
         if previous is not None and json.loads(previous) != {"index": index, "count": count}:
-            raise UsageError(f"{path} holds shard {json.loads(previous)['index']}/{json.loads(previous)['count']}, not {index}/{count}",
-                             hint="give each shard its own -o file")
+            raise UsageError(
+                f"{path} holds shard {json.loads(previous)['index']}/{json.loads(previous)['count']}, not {index}/{count}",
+                hint="give each shard its own -o file",
+            )
         f.attrs[SHARD_ATTR] = json.dumps({"index": index, "count": count})
         if SHARD_IDS in f:
             del f[SHARD_IDS]
@@ -85,56 +89,82 @@ def _part_facts(path: Path) -> dict[str, Any]:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise UsageError(f"{path} is not a readable store ({type(exc).__name__})", hint="pass the part-*.h5 files of one sharded preprocess") from None
+        raise UsageError(
+            f"{path} is not a readable store ({type(exc).__name__})",
+            hint="pass the part-*.h5 files of one sharded preprocess",
+        ) from None
     with f:
         check_schema(f, path)
         shard = f.attrs.get(SHARD_ATTR)
         if shard is None:
-            raise UsageError(f"{path} is not a shard (made without --shard)", hint="merge only the stores of `gsavl preprocess --shard K/N`")
+            raise UsageError(
+                f"{path} is not a shard (made without --shard)",
+                hint="merge only the stores of `gsavl preprocess --shard K/N`",
+            )
         groups = f["clips"]
         complete = {str(g.attrs["id"]): key for key, g in groups.items() if g.attrs.get("complete", False)}
-        return {"path": path, "shard": json.loads(shard), "settings": f.attrs["settings"], "complete": complete,
-                "unfinished": len(groups) - len(complete),
-                "expected": [s.decode() if isinstance(s, bytes) else str(s) for s in f[SHARD_IDS][()]] if SHARD_IDS in f else []}
+        return {
+            "path": path,
+            "shard": json.loads(shard),
+            "settings": f.attrs["settings"],
+            "complete": complete,
+            "unfinished": len(groups) - len(complete),
+            "expected": [s.decode() if isinstance(s, bytes) else str(s) for s in f[SHARD_IDS][()]]
+            if SHARD_IDS in f
+            else [],
+        }
 
 
 def _check_parts(parts: list[dict[str, Any]], allow_missing: bool) -> dict[str, list[str]]:
     first = parts[0]
     counts = {p["shard"]["count"] for p in parts}
     if len(counts) > 1:
-        raise UsageError(f"the parts come from different shard counts ({', '.join(map(str, sorted(counts)))})", hint="merge the parts of one run")
+        raise UsageError(
+            f"the parts come from different shard counts ({', '.join(map(str, sorted(counts)))})",
+            hint="merge the parts of one run",
+        )
     count = counts.pop()
     seen: dict[int, Path] = {}
     for p in parts:
         if p["settings"] != first["settings"]:
-            raise UsageError(f"{p['path']} was made with other settings than {first['path']}", hint="preprocess every shard with the same options")
+            raise UsageError(
+                f"{p['path']} was made with other settings than {first['path']}",
+                hint="preprocess every shard with the same options",
+            )
         k = p["shard"]["index"]
         if k in seen:
             raise UsageError(f"shard {k}/{count} is given twice: {seen[k]} and {p['path']}", hint="pass each part once")
         seen[k] = p["path"]
     absent = sorted(set(range(count)) - set(seen))
     if absent:
-        raise UsageError(f"shard(s) {', '.join(f'{k}/{count}' for k in absent)} missing from the parts given",
-                         hint="run `gsavl preprocess SOURCE --shard K/N` for each, then merge all of them")
+        raise UsageError(
+            f"shard(s) {', '.join(f'{k}/{count}' for k in absent)} missing from the parts given",
+            hint="run `gsavl preprocess SOURCE --shard K/N` for each, then merge all of them",
+        )
     owner: dict[str, Path] = {}
     missing: dict[str, list[str]] = {}
     for p in parts:
         for clip_id in p["complete"]:
             if clip_id in owner:
-                raise UsageError(f"clip {clip_id!r} is in both {owner[clip_id]} and {p['path']}", hint="merge the parts of one run")
+                raise UsageError(
+                    f"clip {clip_id!r} is in both {owner[clip_id]} and {p['path']}", hint="merge the parts of one run"
+                )
             owner[clip_id] = p["path"]
         lacking = sorted(set(p["expected"]) - set(p["complete"]))
         if lacking and not allow_missing:
             why = f"{p['unfinished']} unfinished" if p["unfinished"] else "failed or not yet written"
-            raise UsageError(f"{p['path']} lacks {len(lacking)} of its {len(p['expected'])} clips ({why}, e.g. {lacking[0]!r})",
-                             hint=f"rerun its `gsavl preprocess ... --shard {p['shard']['index']}/{count}`; --allow-missing merges without them")
+            raise UsageError(
+                f"{p['path']} lacks {len(lacking)} of its {len(p['expected'])} clips ({why}, e.g. {lacking[0]!r})",
+                hint=f"rerun its `gsavl preprocess ... --shard {p['shard']['index']}/{count}`; --allow-missing merges without them",
+            )
         if lacking:
             missing[str(p["path"])] = lacking
     return missing
 
 
-def merge_stores(output: Path, part_paths: list[Path], *, allow_missing: bool = False,
-                 on_clip: Callable[[str], None] | None = None) -> MergeResult:
+def merge_stores(
+    output: Path, part_paths: list[Path], *, allow_missing: bool = False, on_clip: Callable[[str], None] | None = None
+) -> MergeResult:
     """One store from the shards' stores, written atomically; refuses incomplete, overlapping or mixed parts."""
     if not part_paths:
         raise UsageError("no parts to merge", hint="gsavl merge OUT.h5 part-*.h5")
@@ -210,20 +240,40 @@ def _executor(plan: ClusterPlan):
         executor.update_parameters(timeout_min=plan.minutes)
     elif plan.executor == "slurm":
         executor = submitit.AutoExecutor(folder=logs, cluster="slurm")
-        executor.update_parameters(timeout_min=plan.minutes, cpus_per_task=plan.cpus, slurm_partition=plan.partition,
-                                   slurm_array_parallelism=plan.shards, name="gsavl-preprocess")
+        executor.update_parameters(
+            timeout_min=plan.minutes,
+            cpus_per_task=plan.cpus,
+            slurm_partition=plan.partition,
+            slurm_array_parallelism=plan.shards,
+            name="gsavl-preprocess",
+        )
     else:
         raise UsageError(f"unknown executor {plan.executor!r}", hint="choose local or slurm")
     return executor
 
 
-def run_sharded(sources: list[ClipSource], settings: dict[str, Any], plan: ClusterPlan, *,
-                on_progress: Callable[[int, int], None] | None = None, poll_s: float = 1.0) -> list[Path]:
+def run_sharded(
+    sources: list[ClipSource],
+    settings: dict[str, Any],
+    plan: ClusterPlan,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    poll_s: float = 1.0,
+) -> list[Path]:
     """Submits one task per shard, waits, resubmits each failed shard once; returns the parts (all finished)."""
     executor = _executor(plan)
     plan.folder.mkdir(parents=True, exist_ok=True)
-    jobs_spec = [ShardJob(select_shard(sources, k, plan.shards), plan.folder / f"part-{k}.h5", settings, k, plan.shards,
-                          workers=plan.cpus if plan.executor == "slurm" else 1) for k in range(plan.shards)]
+    jobs_spec = [
+        ShardJob(
+            select_shard(sources, k, plan.shards),
+            plan.folder / f"part-{k}.h5",
+            settings,
+            k,
+            plan.shards,
+            workers=plan.cpus if plan.executor == "slurm" else 1,
+        )
+        for k in range(plan.shards)
+    ]
     jobs = dict(zip(range(plan.shards), executor.map_array(preprocess_shard, jobs_spec)))
     retried: set[int] = set()
     while True:
@@ -243,7 +293,9 @@ def run_sharded(sources: list[ClipSource], settings: dict[str, Any], plan: Clust
     failed = [k for k, j in jobs.items() if j.exception() is not None]
     if failed:
         first = jobs[failed[0]]
-        raise GsavlError(f"shard(s) {', '.join(f'{k}/{plan.shards}' for k in failed)} failed twice; first error: "
-                         f"{str(first.exception()).strip().splitlines()[-1] if str(first.exception()).strip() else first.exception()!r}",
-                         hint=f"logs: {first.paths.stderr}; rerun the same command to resume")
+        raise GsavlError(
+            f"shard(s) {', '.join(f'{k}/{plan.shards}' for k in failed)} failed twice; first error: "
+            f"{str(first.exception()).strip().splitlines()[-1] if str(first.exception()).strip() else first.exception()!r}",
+            hint=f"logs: {first.paths.stderr}; rerun the same command to resume",
+        )
     return [spec.output for spec in jobs_spec]

@@ -26,18 +26,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from gsavl_cli.data.clips import AudioVisualClips, collate
-from gsavl_cli.distributed import init_distributed
-from gsavl_cli.io.layouts import filter_subset
-from gsavl_cli.errors import GsavlError, UsageError
 from gsavl_cli.commands.frozen_trunks import trunk_cache_for
+from gsavl_cli.data.clips import AudioVisualClips, collate
 from gsavl_cli.data.features import augmented_layout, train_transform_for
+from gsavl_cli.distributed import init_distributed
+from gsavl_cli.errors import GsavlError, UsageError
 from gsavl_cli.io.files import write_atomic
+from gsavl_cli.io.layouts import filter_subset
+from gsavl_cli.io.store import open_store
 from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
 from gsavl_cli.model.checkpoint import family_of
 from gsavl_cli.model.config import EZVSL_SECONDS
 from gsavl_cli.model.ssl2avs import SSL2AVSConfig, build_ssl2avs
-from gsavl_cli.io.store import open_store
 
 
 @dataclass
@@ -117,9 +117,11 @@ def tie_loss(batch_size: int) -> float:
 
 
 TIE_TOLERANCE = 1e-3
-TIE_WARNING = ("[yellow]warning:[/] the loss sits at 2 ln(batch size): every audio scores every frame alike, "
-               "so the model has stopped learning (a tie, typically each frame's best cell is a background "
-               "all frames share). Start from pretrained weights, or change the data or --lr.")
+TIE_WARNING = (
+    "[yellow]warning:[/] the loss sits at 2 ln(batch size): every audio scores every frame alike, "
+    "so the model has stopped learning (a tie, typically each frame's best cell is a background "
+    "all frames share). Start from pretrained weights, or change the data or --lr."
+)
 
 
 def _test_interpolation(path: Path) -> str:
@@ -171,13 +173,24 @@ def _train_ids(path: Path, split: str, subset: str | None, exclude: tuple[str, .
         splits = sorted({str(store.meta(i).get("split")) for i in store.ids})
     if not ids:
         where = f"split {split!r}" + (f" and subset {subset}" if subset else "")
-        raise UsageError(f"{path} has no clips in {where} (its splits: {', '.join(splits)})", hint="pass --split all, another split or another subset")
+        raise UsageError(
+            f"{path} has no clips in {where} (its splits: {', '.join(splits)})",
+            hint="pass --split all, another split or another subset",
+        )
     return ids
 
 
-def _loader(dataset: Dataset, cfg: TrainConfig, generator: torch.Generator, world: int, rank: int,
-            collate_fn: Callable[[list[Any]], Any] | None = collate) -> DataLoader:
-    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed, drop_last=True) if world > 1 else None
+def _loader(
+    dataset: Dataset,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    world: int,
+    rank: int,
+    collate_fn: Callable[[list[Any]], Any] | None = collate,
+) -> DataLoader:
+    sampler = (
+        DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed, drop_last=True) if world > 1 else None
+    )
     per_rank = max(1, cfg.batch_size // world)
     return DataLoader(
         dataset,
@@ -199,7 +212,9 @@ def _autocast(device: str) -> torch.autocast:
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
 
 
-def _localizer_step(model: nn.Module, batch: dict[str, torch.Tensor], device: str, autocast: torch.autocast) -> tuple[torch.Tensor, int]:
+def _localizer_step(
+    model: nn.Module, batch: dict[str, torch.Tensor], device: str, autocast: torch.autocast
+) -> tuple[torch.Tensor, int]:
     """The localizer's MIL contrastive loss on one batch of (frame, audio) pairs."""
     module = model.module if isinstance(model, DistributedDataParallel) else model
     images = batch["images"].to(device, non_blocking=True)
@@ -213,8 +228,14 @@ def _localizer_step(model: nn.Module, batch: dict[str, torch.Tensor], device: st
     return loss, len(images)
 
 
-def _train_epoch(model, loader, optimizer, cfg: TrainConfig, on_step: Callable[[int, float], None] | None,
-                 loss_step: Step = _localizer_step) -> tuple[float, int, float, float]:
+def _train_epoch(
+    model,
+    loader,
+    optimizer,
+    cfg: TrainConfig,
+    on_step: Callable[[int, float], None] | None,
+    loss_step: Step = _localizer_step,
+) -> tuple[float, int, float, float]:
     model.train()
     total, count, waited = 0.0, 0, 0.0
     start = tick = time.perf_counter()
@@ -244,7 +265,10 @@ def _resume_state(cfg: TrainConfig, model, optimizer, generator: torch.Generator
         raise UsageError(f"--resume: {last} does not exist", hint="train without --resume first")
     loaded = load_checkpoint(last, map_location="cpu")
     if loaded.config.to_dict() != cfg.model.to_dict():
-        raise UsageError(f"--resume: {last} was trained with another model configuration", hint="use the same --model options or a new --out")
+        raise UsageError(
+            f"--resume: {last} was trained with another model configuration",
+            hint="use the same --model options or a new --out",
+        )
     model.load_state_dict(loaded.localizer.state_dict())
     state = loaded.extra
     if "optimizer" in loaded.raw:
@@ -254,8 +278,12 @@ def _resume_state(cfg: TrainConfig, model, optimizer, generator: torch.Generator
     return state
 
 
-def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = None,
-          on_step_factory: Callable[[int, int], Callable[[int, float], None] | None] | None = None) -> Path:
+def train(
+    cfg: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+    on_step_factory: Callable[[int, int], Callable[[int, float], None] | None] | None = None,
+) -> Path:
     """Trains and returns the path of the checkpoint to use (best.pt, else last.pt)."""
     if cfg.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be at least 1, got {cfg.checkpoint_every}")
@@ -275,7 +303,11 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
     for epoch in range(int(state["epoch"]) + 1, cfg.epochs + 1):
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
-        on_step = on_step_factory(epoch, len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps)) if on_step_factory and rank == 0 else None
+        on_step = (
+            on_step_factory(epoch, len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps))
+            if on_step_factory and rank == 0
+            else None
+        )
         loss, count, seconds, wait_share = _train_epoch(wrapped, loader, optimizer, cfg, on_step, recipe.step)
         log = EpochLog(epoch, loss, count * world / max(seconds, 1e-9), wait_share, seconds)
         log.tied = recipe.contrastive and abs(loss - tie_loss(loader.batch_size or 1)) < TIE_TOLERANCE
@@ -287,7 +319,16 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[EpochLog], None] | None = Non
                 state["bad_epochs"] = 0 if log.best else int(state["bad_epochs"]) + 1
                 state["best"] = max(float(state["best"]), score)
             final = epoch == cfg.epochs or _should_stop(cfg, state)
-            _save(cfg, model, optimizer, generator, epoch, state, log, write_last=final or epoch % cfg.checkpoint_every == 0)
+            _save(
+                cfg,
+                model,
+                optimizer,
+                generator,
+                epoch,
+                state,
+                log,
+                write_last=final or epoch % cfg.checkpoint_every == 0,
+            )
             if on_epoch is not None:
                 on_epoch(log)
         if world > 1:
@@ -314,19 +355,35 @@ def _localizer_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
     """Self-supervised: (frame, audio) pairs, Adam, MIL contrastive loss; heatmap cIoU on --val.
 
     Frozen trunks whose outputs repeat every epoch run once per clip (see `frozen_trunks`)."""
-    cfg.model = replace(cfg.model, audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data, cfg.model.audio_encoder),
-                        test_interpolation=_test_interpolation(cfg.data))
+    cfg.model = replace(
+        cfg.model,
+        audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data, cfg.model.audio_encoder),
+        test_interpolation=_test_interpolation(cfg.data),
+    )
     cfg.lr = LOCALIZER_LR if cfg.lr is None else cfg.lr
     with open_store(cfg.data) as store:
         layout = str(store.settings.get("layout", "folder"))
-    dataset = AudioVisualClips(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude), cfg.model.audio_encoder, train_transform_for(layout, cfg.model.image_size))
+    dataset = AudioVisualClips(
+        cfg.data,
+        _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude),
+        cfg.model.audio_encoder,
+        train_transform_for(layout, cfg.model.image_size),
+    )
     if len(dataset) < 2:
         raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
     from gsavl_cli.commands.evaluate import heatmap_metrics, validation_ids  # evaluation builds on training's modules
 
     val_ids = [i for i in validation_ids(cfg.val, cfg.val_split) if i not in cfg.exclude] if cfg.val is not None else []
-    model = _on_device(build_localizer(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint,
-                                       resnet_checkpoint=cfg.resnet_checkpoint, identity_image_init=cfg.identity_init), cfg.device)
+    model = _on_device(
+        build_localizer(
+            cfg.model,
+            pretrained=cfg.pretrained,
+            vggish_checkpoint=cfg.vggish_checkpoint,
+            resnet_checkpoint=cfg.resnet_checkpoint,
+            identity_image_init=cfg.identity_init,
+        ),
+        cfg.device,
+    )
     optimizer = torch.optim.Adam(_trainable(model), lr=cfg.lr)
     validate = (lambda m: heatmap_metrics(m, cfg.val, val_ids, cfg.device)) if val_ids else None
     cache = trunk_cache_for(model, len(dataset), augmented_layout(layout), world)
@@ -339,20 +396,47 @@ def _segmentation_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
     from gsavl_cli.commands import train_segmentation as seg
 
     if cfg.identity_init or cfg.resnet_checkpoint:
-        raise UsageError("--identity-init and --resnet-checkpoint belong to the localizer", hint="for ssl2avs pass --backbone-checkpoint")
+        raise UsageError(
+            "--identity-init and --resnet-checkpoint belong to the localizer",
+            hint="for ssl2avs pass --backbone-checkpoint",
+        )
     cfg.lr = seg.DEFAULT_LR if cfg.lr is None else cfg.lr
-    dataset = seg.segmentation_dataset(cfg.data, _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude), cfg.model.image_size, cfg.frames, cfg.augment)
+    dataset = seg.segmentation_dataset(
+        cfg.data,
+        _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude),
+        cfg.model.image_size,
+        cfg.frames,
+        cfg.augment,
+    )
     val_path = cfg.val or cfg.data
-    val_ids = seg.segmentation_val_ids(val_path, cfg.val_split, required=cfg.val is not None or cfg.val_split is not None)
-    model = _on_device(build_ssl2avs(cfg.model, pretrained=cfg.pretrained, vggish_checkpoint=cfg.vggish_checkpoint,
-                                     backbone_checkpoint=cfg.backbone_checkpoint), cfg.device)
+    val_ids = seg.segmentation_val_ids(
+        val_path, cfg.val_split, required=cfg.val is not None or cfg.val_split is not None
+    )
+    model = _on_device(
+        build_ssl2avs(
+            cfg.model,
+            pretrained=cfg.pretrained,
+            vggish_checkpoint=cfg.vggish_checkpoint,
+            backbone_checkpoint=cfg.backbone_checkpoint,
+        ),
+        cfg.device,
+    )
     optimizer = torch.optim.AdamW(_trainable(model), lr=cfg.lr)
     image_size = cfg.model.image_size
-    validate = (lambda m: seg.segmentation_metrics(m, val_path, val_ids, cfg.device, image_size=image_size)) if val_ids else None
-    return Recipe(dataset, None, model, optimizer, seg.segmentation_step, validate, "miou", {"find_unused_parameters": True})
+    validate = (
+        (lambda m: seg.segmentation_metrics(m, val_path, val_ids, cfg.device, image_size=image_size))
+        if val_ids
+        else None
+    )
+    return Recipe(
+        dataset, None, model, optimizer, seg.segmentation_step, validate, "miou", {"find_unused_parameters": True}
+    )
 
 
-RECIPES: dict[str, Callable[[TrainConfig, int], Recipe]] = {"localizer": _localizer_recipe, "ssl2avs": _segmentation_recipe}
+RECIPES: dict[str, Callable[[TrainConfig, int], Recipe]] = {
+    "localizer": _localizer_recipe,
+    "ssl2avs": _segmentation_recipe,
+}
 """Model family (see `model.checkpoint.register_family`) -> how to train it."""
 
 
@@ -360,8 +444,16 @@ def _should_stop(cfg: TrainConfig, state: dict[str, Any]) -> bool:
     return cfg.patience is not None and int(state["bad_epochs"]) >= cfg.patience
 
 
-def _save(cfg: TrainConfig, model, optimizer, generator, epoch: int, state: dict[str, Any], log: EpochLog,
-          write_last: bool = True) -> None:
+def _save(
+    cfg: TrainConfig,
+    model,
+    optimizer,
+    generator,
+    epoch: int,
+    state: dict[str, Any],
+    log: EpochLog,
+    write_last: bool = True,
+) -> None:
     extra = {
         "epoch": epoch,
         "best": float(state["best"]),

@@ -58,15 +58,21 @@ def segmentation_val_ids(path: Path, split: str | None, *, required: bool) -> li
             ids = _annotated(store, store.split_ids(split))
     if not ids and required:
         where = f"split {split!r}" if split else "its val or test split"
-        raise UsageError(f"{path} has no clips with masks in {where}", hint="validation of a segmentation model needs masks")
+        raise UsageError(
+            f"{path} has no clips with masks in {where}", hint="validation of a segmentation model needs masks"
+        )
     return ids
 
 
-def segmentation_dataset(path: Path, ids: list[str], image_size: int, frames: str, augment: bool = False) -> SegmentationClips:
+def segmentation_dataset(
+    path: Path, ids: list[str], image_size: int, frames: str, augment: bool = False
+) -> SegmentationClips:
     return SegmentationClips(path, ids, image_size, frames, augment=augment)
 
 
-def segmentation_step(model: nn.Module, batch: dict[str, torch.Tensor], device: str, autocast: torch.autocast) -> tuple[torch.Tensor, int]:
+def segmentation_step(
+    model: nn.Module, batch: dict[str, torch.Tensor], device: str, autocast: torch.autocast
+) -> tuple[torch.Tensor, int]:
     """Forward every frame of the batch's clips, then the family's loss on the labelled ones."""
     module = model.module if isinstance(model, DistributedDataParallel) else model
     images = batch["images"].flatten(0, 1).to(device, non_blocking=True)
@@ -82,8 +88,16 @@ def segmentation_step(model: nn.Module, batch: dict[str, torch.Tensor], device: 
 
 
 @torch.no_grad()
-def segmentation_metrics(model: nn.Module, path: Path, ids: list[str], device: str, *, image_size: int,
-                         clips_per_batch: int = 4, audio_from: dict[str, str] | None = None) -> dict[str, Any]:
+def segmentation_metrics(
+    model: nn.Module,
+    path: Path,
+    ids: list[str],
+    device: str,
+    *,
+    image_size: int,
+    clips_per_batch: int = 4,
+    audio_from: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """M_J ("miou") and "best_threshold_f" (each frame's soft mask at its best threshold, then averaged) on the annotated frames of `ids`.
 
     Logits are upsampled (bilinear) to each mask's resolution; `sigmoid > 0.5` is the mask.
@@ -103,16 +117,26 @@ def segmentation_metrics(model: nn.Module, path: Path, ids: list[str], device: s
             for it in items:
                 truth = dataset.store.read(ids[int(it["index"])], ("masks",))["masks"].astype(bool)
                 count = len(truth)
-                scores = F.interpolate(logits[offset : offset + count], size=truth.shape[1:], mode="bilinear", align_corners=False)[:, 0]
+                scores = F.interpolate(
+                    logits[offset : offset + count], size=truth.shape[1:], mode="bilinear", align_corners=False
+                )[:, 0]
                 offset += count
                 probs = scores.sigmoid().cpu().numpy()
                 ious = metrics.mask_iou_batch(probs > 0.5, truth)
-                rows += [{"iou": float(iou), "best_threshold_f": metrics.f_measure_soft(p, g)} for iou, p, g in zip(ious, probs, truth)]
+                rows += [
+                    {"iou": float(iou), "best_threshold_f": metrics.f_measure_soft(p, g)}
+                    for iou, p, g in zip(ious, probs, truth)
+                ]
     finally:
         model.train(was_training)
     summary = metrics.summarize(rows)
     best_f = [r["best_threshold_f"] for r in rows if not np.isnan(r["best_threshold_f"])]
-    return {"miou": summary["miou"], "best_threshold_f": float(np.mean(best_f)) if best_f else None, "frames": len(rows), "clips": len(ids)}
+    return {
+        "miou": summary["miou"],
+        "best_threshold_f": float(np.mean(best_f)) if best_f else None,
+        "frames": len(rows),
+        "clips": len(ids),
+    }
 
 
 def rotated_audio(ids: list[str]) -> dict[str, str]:
@@ -121,4 +145,3 @@ def rotated_audio(ids: list[str]) -> dict[str, str]:
         raise UsageError("shuffled audio needs at least 2 clips")
     order = sorted(ids)
     return {clip: order[(k + 1) % len(order)] for k, clip in enumerate(order)}
-

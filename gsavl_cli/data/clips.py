@@ -97,8 +97,15 @@ class SegmentationClips(Dataset):
     draws use torch's global RNG.
     """
 
-    def __init__(self, path: Path, ids: list[str], image_size: int, frames: str = "all",
-                 audio_from: dict[str, str] | None = None, augment: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        ids: list[str],
+        image_size: int,
+        frames: str = "all",
+        audio_from: dict[str, str] | None = None,
+        augment: bool = False,
+    ) -> None:
         if frames not in FRAME_CHOICES:
             raise UsageError(f"unknown frame choice {frames!r}", hint=f"choose from {', '.join(FRAME_CHOICES)}")
         self.store = open_store(path)
@@ -116,7 +123,10 @@ class SegmentationClips(Dataset):
 
     def _masks(self, masks: np.ndarray, annotated: list[int], chosen: list[int]) -> torch.Tensor:
         full = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]
-        resized = torch.nn.functional.interpolate(full, size=(self.size, self.size), mode="bilinear", antialias=True)[:, 0] >= 0.5
+        resized = (
+            torch.nn.functional.interpolate(full, size=(self.size, self.size), mode="bilinear", antialias=True)[:, 0]
+            >= 0.5
+        )
         out = torch.zeros(len(chosen), self.size, self.size)
         for row, frame in enumerate(chosen):
             if frame in annotated:
@@ -148,7 +158,9 @@ class SegmentationClips(Dataset):
             images, masks = self._augmented(images, masks)
         return {
             "images": images,
-            "audio": torch.from_numpy(np.stack([examples[min(f, len(examples) - 1)] for f in chosen]).astype(np.float32)),
+            "audio": torch.from_numpy(
+                np.stack([examples[min(f, len(examples) - 1)] for f in chosen]).astype(np.float32)
+            ),
             "masks": masks,
             "labelled": torch.tensor([f in annotated for f in chosen]),
             "index": torch.tensor(index),

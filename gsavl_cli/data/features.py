@@ -275,7 +275,9 @@ def test_transform(
     HWC uint8 array or CHW uint8 tensor -> CHW float32. `interpolation` "bicubic" is
     the VGG-SS protocol, "bilinear" AVSBench's (see `test_interpolation_for`).
     """
-    return v2.Compose([v2.ToImage(), v2.Resize((size, size), interpolation=_mode(interpolation), antialias=True), *_normalise()])
+    return v2.Compose(
+        [v2.ToImage(), v2.Resize((size, size), interpolation=_mode(interpolation), antialias=True), *_normalise()]
+    )
 
 
 def test_transform_for(layout: str, size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:

@@ -123,8 +123,7 @@ _SHAPES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] =
     "triangle": lambda dx, dy, r: (dy <= 0.5 * r) & (abs(dx) <= (dy + r) * 0.577),
     "diamond": lambda dx, dy, r: abs(dx) + abs(dy) <= r,
     "ring": lambda dx, dy, r: (dx**2 + dy**2 <= r**2) & (dx**2 + dy**2 >= (0.55 * r) ** 2),
-    "cross": lambda dx, dy, r: (np.maximum(abs(dx), abs(dy)) <= r)
-    & (np.minimum(abs(dx), abs(dy)) <= 0.3 * r),
+    "cross": lambda dx, dy, r: (np.maximum(abs(dx), abs(dy)) <= r) & (np.minimum(abs(dx), abs(dy)) <= 0.3 * r),
     "bar": lambda dx, dy, r: (abs(dx) <= r) & (abs(dy) <= 0.45 * r),
     "ellipse": lambda dx, dy, r: (dx / r) ** 2 + (dy / (0.6 * r)) ** 2 <= 1,
 }
@@ -148,9 +147,7 @@ _SOUNDS: dict[str, Callable[[np.ndarray, float, np.random.Generator], np.ndarray
 }
 
 
-def class_sound(
-    category: str, seconds: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
-) -> np.ndarray:
+def class_sound(category: str, seconds: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The sound of a class: its signal with a random level and pitch jitter, plus a little noise."""
     spec = _spec(category)
     t = np.arange(round(seconds * sample_rate)) / sample_rate
@@ -163,9 +160,7 @@ def class_sound(
 # --------------------------------------------------------------------------- scenes
 def _spec(category: str) -> SoundClass:
     if category not in _SPECS:
-        raise UsageError(
-            f"unknown synthetic class {category!r}", hint=f"choose from {', '.join(CLASSES)}"
-        )
+        raise UsageError(f"unknown synthetic class {category!r}", hint=f"choose from {', '.join(CLASSES)}")
     return _SPECS[category]
 
 
@@ -291,8 +286,14 @@ def write_video(
         if waveform is not None:
             wav_tmp.write_bytes(wav_bytes(waveform, sample_rate))
         size = None if frames is None else (frames.shape[2], frames.shape[1])
-        with video_writer(path, fps=fps, size=size, audio=wav_tmp if waveform is not None else None,
-                          video_options=video_options, audio_options=audio_options) as out:
+        with video_writer(
+            path,
+            fps=fps,
+            size=size,
+            audio=wav_tmp if waveform is not None else None,
+            video_options=video_options,
+            audio_options=audio_options,
+        ) as out:
             if frames is not None:
                 out.write(frames)
     finally:
@@ -301,9 +302,7 @@ def write_video(
 
 def _check_size(width: int, height: int, fps: int) -> None:
     if width < 16 or height < 16 or width % 2 or height % 2:
-        raise UsageError(
-            f"frame size {width}x{height} is not usable", hint="use even sizes of at least 16 pixels"
-        )
+        raise UsageError(f"frame size {width}x{height} is not usable", hint="use even sizes of at least 16 pixels")
     if fps < 1:
         raise UsageError(f"fps must be at least 1, got {fps}")
 
@@ -380,8 +379,15 @@ def _render_clip_arrays(
     count = max(int(rng.integers(config.objects[0], config.objects[1] + 1)), n_sounding)
     categories = _scene_categories(rng, sounding if n_sounding > 1 else sounding[0], classes, count)
     frames, masks = render_scene(
-        rng, categories, config.width, config.height, config.seconds, config.fps,
-        scale=config.object_scale, background=config.background, sounding=n_sounding,
+        rng,
+        categories,
+        config.width,
+        config.height,
+        config.seconds,
+        config.fps,
+        scale=config.object_scale,
+        background=config.background,
+        sounding=n_sounding,
     )
     sounds = [class_sound(category, config.seconds, rng) for category in sounding]
     waveform = sounds[0] if n_sounding == 1 else np.clip(0.6 * np.sum(sounds, axis=0), -1, 1).astype(np.float32)

@@ -98,7 +98,9 @@ class MovingScene:
                 return span.obj
         return None
 
-    def truth(self, times: Sequence[float] | np.ndarray, shown: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
+    def truth(
+        self, times: Sequence[float] | np.ndarray, shown: Sequence[float] | np.ndarray | None = None
+    ) -> np.ndarray:
         """Ground truth [T,H,W] bool: the mask of the object sounding at each time.
 
         `shown` are the times of the frames on screen (default `times`): the object that
@@ -186,8 +188,15 @@ def make_scene(
     vx = direction * speed * width * rng.uniform(0.8, 1.2, len(categories))
     vy = rng.uniform(-0.05, 0.05, len(categories)) * height
     return MovingScene(
-        width, height, tuple(categories), radii, np.stack([x, y], axis=1), np.stack([vx, vy], axis=1), timeline,
-        _background(rng, height, width), rng.normal(0, 8, (height, width, 1)),
+        width,
+        height,
+        tuple(categories),
+        radii,
+        np.stack([x, y], axis=1),
+        np.stack([vx, vy], axis=1),
+        timeline,
+        _background(rng, height, width),
+        rng.normal(0, 8, (height, width, 1)),
     )
 
 
@@ -208,8 +217,9 @@ def render_video(
     _check_size(width, height, fps)
     if seconds <= 0:
         raise UsageError(f"a clip must last more than 0 s, got {seconds}")
-    scene = make_scene(width=width, height=height, categories=categories, timeline=timeline, seconds=seconds,
-                       speed=speed, seed=seed)
+    scene = make_scene(
+        width=width, height=height, categories=categories, timeline=timeline, seconds=seconds, speed=speed, seed=seed
+    )
     waveform = scene.waveform(seconds, np.random.default_rng([seed, 1]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,8 +227,9 @@ def render_video(
     try:
         wav.write_bytes(wav_bytes(waveform, SAMPLE_RATE))
         video_options, audio_options = _codecs()
-        with video_writer(path, fps=fps, size=(width, height), audio=wav,
-                          video_options=video_options, audio_options=audio_options) as out:
+        with video_writer(
+            path, fps=fps, size=(width, height), audio=wav, video_options=video_options, audio_options=audio_options
+        ) as out:
             count = round(seconds * fps)
             for begin in range(0, count, chunk_size):
                 out.write(scene.frames(np.arange(begin, min(begin + chunk_size, count)) / fps))

@@ -22,7 +22,9 @@ class EmbeddingCache:
         stored = self.file.attrs.get("sam")
         if stored is not None and stored != key:
             self.file.close()
-            raise UsageError(f"{path} caches embeddings of another SAM model ({stored})", hint="use another --embedding-cache file")
+            raise UsageError(
+                f"{path} caches embeddings of another SAM model ({stored})", hint="use another --embedding-cache file"
+            )
         self.file.attrs["sam"] = key
 
     def get(self, clip_key: str) -> ImageEmbedding | None:
@@ -30,7 +32,9 @@ class EmbeddingCache:
         if name not in self.file or "original_size" not in self.file[name].attrs:
             return None
         ds = self.file[name]
-        return ImageEmbedding(torch.from_numpy(ds[()].astype(np.float32)), tuple(ds.attrs["input_size"]), tuple(ds.attrs["original_size"]))
+        return ImageEmbedding(
+            torch.from_numpy(ds[()].astype(np.float32)), tuple(ds.attrs["input_size"]), tuple(ds.attrs["original_size"])
+        )
 
     def put(self, clip_key: str, embedding: ImageEmbedding) -> None:
         name = hdf5_name(clip_key)

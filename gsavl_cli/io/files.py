@@ -77,9 +77,13 @@ def guard_outputs(
         if clash is None and (os.path.abspath(path) in bulk or os.path.realpath(path) in bulk):
             clash = "one of the clips' files"
         if clash is not None:
-            raise UsageError(f"{option} {path} is also the {clash}: writing there would destroy it",
-                             hint="choose another output path")
+            raise UsageError(
+                f"{option} {path} is also the {clash}: writing there would destroy it",
+                hint="choose another output path",
+            )
         inside = next((f for f in folders if os.path.abspath(path).startswith(f + os.sep)), None)
         if inside is not None and Path(path).suffix.lower() in suffixes:
-            raise UsageError(f"{option} {path} is a video inside the input folder {inside}: the next run would take it for a clip",
-                             hint="write it outside the input folder")
+            raise UsageError(
+                f"{option} {path} is a video inside the input folder {inside}: the next run would take it for a clip",
+                hint="write it outside the input folder",
+            )

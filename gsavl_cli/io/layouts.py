@@ -39,6 +39,8 @@ def register_layout(name: str) -> Callable[[LayoutFn], LayoutFn]:
 def list_layouts() -> list[str]:
     """Registered layout names (plus "auto", which detects one)."""
     return ["auto", *_LAYOUTS]
+
+
 SPLITS = ("train", "val", "test", "all")
 SEMANTIC_SUBSETS = ("v1s", "v1m", "v2")
 
@@ -76,7 +78,9 @@ def _rows(path: Path, columns: dict[str, tuple[tuple[str, ...], int]]) -> list[d
     if not table:
         return []
     header = [h.strip().lower() for h in table[0]]
-    by_name = {ours: next((header.index(n) for n in names if n in header), None) for ours, (names, _) in columns.items()}
+    by_name = {
+        ours: next((header.index(n) for n in names if n in header), None) for ours, (names, _) in columns.items()
+    }
     has_header = any(v is not None for v in by_name.values())
     index = {ours: (by_name[ours] if by_name[ours] is not None else pos) for ours, (_, pos) in columns.items()}
     body = table[1:] if has_header else table
@@ -92,7 +96,9 @@ def _data_root(source: Path, name: str) -> Path:
 
 
 @register_layout("folder")
-def folder_layout(source: Path, split: str = "all", ignored: list[Ignored] | None = None, **_: object) -> list[ClipSource]:
+def folder_layout(
+    source: Path, split: str = "all", ignored: list[Ignored] | None = None, **_: object
+) -> list[ClipSource]:
     """Every video under SOURCE, recursively; the clip id is the path without suffix.
 
     What the walk skips (hidden, not a video, unreadable) is appended to `ignored`.
@@ -169,7 +175,10 @@ def avsbench_semantic_layout(
     """AVSBench-semantic: `metadata.csv` and `{subset}/{uid}/{frames,labels_rgb,audio.wav}`."""
     unknown = set(subsets) - set(SEMANTIC_SUBSETS)
     if unknown:
-        raise UsageError(f"unknown AVSBench-semantic subset(s): {', '.join(sorted(unknown))}", hint=f"choose from {', '.join(SEMANTIC_SUBSETS)}")
+        raise UsageError(
+            f"unknown AVSBench-semantic subset(s): {', '.join(sorted(unknown))}",
+            hint=f"choose from {', '.join(SEMANTIC_SUBSETS)}",
+        )
     rows = _rows(
         source / "metadata.csv",
         {"uid": (("uid",), 1), "split": (("split",), 5), "label": (("label",), 6), "a_obj": (("a_obj",), 4)},
@@ -230,7 +239,9 @@ def vggsound_layout(source: Path, split: str = "all", annotations: Path | None =
     for frame in sorted((source / "frames").glob("*.jpg")) if (source / "frames").is_dir() else []:
         audio = source / "audio" / f"{frame.stem}.wav"
         if audio.exists():
-            found[vggsound_key(frame.stem)] = ClipSource(clip_id=frame.stem, audio=audio.resolve(), frame_files=[frame.resolve()], frame_times=[0.0])
+            found[vggsound_key(frame.stem)] = ClipSource(
+                clip_id=frame.stem, audio=audio.resolve(), frame_files=[frame.resolve()], frame_times=[0.0]
+            )
     for video in sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES):
         found.setdefault(vggsound_key(video.stem), ClipSource(clip_id=video.stem, video=video.resolve()))
     clips = []
@@ -274,7 +285,9 @@ def read_subset(path: Path) -> set[str]:
     if not path.exists():
         from gsavl_cli.weights import SUBSET_LISTS
 
-        raise UsageError(f"subset list not found: {path}", hint=f"pass a file of clip ids, or one of: {', '.join(SUBSET_LISTS)}")
+        raise UsageError(
+            f"subset list not found: {path}", hint=f"pass a file of clip ids, or one of: {', '.join(SUBSET_LISTS)}"
+        )
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -323,7 +336,11 @@ def discover(
     if annotations is None and (source / "vggss.json").exists():
         annotations = source / "vggss.json"
     clips = _LAYOUTS[layout](
-        source.resolve() if source.is_dir() else source, split, annotations=annotations, subsets=subsets, ignored=ignored
+        source.resolve() if source.is_dir() else source,
+        split,
+        annotations=annotations,
+        subsets=subsets,
+        ignored=ignored,
     )
     if subset is not None:
         keep = resolve_subset(subset)
@@ -343,8 +360,12 @@ NAMED_DATASETS = {
 }
 STORE_OF = {"vggsound10k": "vggsound", "vggsound144k": "vggsound", "vggss": "vggsound"}
 """Named datasets that are subsets of one preprocessed store (train applies the subset list)."""
-LAYOUT_NAMES = {"vggsound": "vggsound", "avsbench-s4": "avsbench-s4", "avsbench-ms3": "avsbench-ms3",
-                "avsbench-semantic": "avsbench-semantic"}
+LAYOUT_NAMES = {
+    "vggsound": "vggsound",
+    "avsbench-s4": "avsbench-s4",
+    "avsbench-ms3": "avsbench-ms3",
+    "avsbench-semantic": "avsbench-semantic",
+}
 SUBSET_NAMES = {"vggss_10k": "vggsound10k", "vggss_144k": "vggsound144k"}
 
 
@@ -370,8 +391,10 @@ def resolve_dataset(name_or_path: str) -> Path:
         if entry is None:
             continue
         if not entry.exists:
-            raise UsageError(f"dataset {name} names {entry.path}, which is gone",
-                             hint=f"run `gsavl preprocess SOURCE --name {name}` again")
+            raise UsageError(
+                f"dataset {name} names {entry.path}, which is gone",
+                hint=f"run `gsavl preprocess SOURCE --name {name}` again",
+            )
         return Path(entry.path)
     known = ", ".join(sorted(stores)) or "none yet"
     if name_or_path in NAMED_DATASETS:
@@ -380,8 +403,10 @@ def resolve_dataset(name_or_path: str) -> Path:
             hint=f"run `gsavl preprocess SOURCE` on the dataset's folder (it registers the store), "
             f"or place it at {data_dir() / (name_or_path + '.h5')}; see docs/data.md",
         )
-    raise UsageError(f"unknown dataset {name_or_path!r} (named stores: {known})",
-                     hint="pass an HDF5 file, a name from `gsavl datasets`, or one of: " + ", ".join(NAMED_DATASETS))
+    raise UsageError(
+        f"unknown dataset {name_or_path!r} (named stores: {known})",
+        hint="pass an HDF5 file, a name from `gsavl datasets`, or one of: " + ", ".join(NAMED_DATASETS),
+    )
 
 
 @dataclass(frozen=True)

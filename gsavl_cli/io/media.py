@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -128,9 +128,7 @@ def _check_file(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise MediaError(f"{path} is a directory, not a media file", hint="pass a video file")
     if path.stat().st_size == 0:
-        raise MediaError(
-            f"{path.name} is empty (0 bytes)", hint="the file was not fully written; recreate it"
-        )
+        raise MediaError(f"{path.name} is empty (0 bytes)", hint="the file was not fully written; recreate it")
     return path
 
 
@@ -218,9 +216,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     return MediaInfo(duration, width, height, fps, video is not None, has_audio, rotation)
 
 
-def _frames_between(
-    path: Path, start: float, length: float, info: MediaInfo
-) -> tuple[np.ndarray, np.ndarray]:
+def _frames_between(path: Path, start: float, length: float, info: MediaInfo) -> tuple[np.ndarray, np.ndarray]:
     """Frames decoded from [start, start + length] and their timestamps in seconds.
 
     Timestamps come from the `showinfo` filter: ffmpeg's own `-t` cut is off by up to a
@@ -263,14 +259,10 @@ def _frame_at(path: Path, time: float, info: MediaInfo) -> np.ndarray:
         window *= 4
     if len(frames):  # `time` lies before the first frame's timestamp
         return frames[0].copy()
-    raise MediaError(
-        f"ffmpeg decoded no frame from {path.name}", hint="the video stream is empty or corrupt"
-    )
+    raise MediaError(f"ffmpeg decoded no frame from {path.name}", hint="the video stream is empty or corrupt")
 
 
-def read_frames(
-    path: str | os.PathLike, times: Sequence[float], info: MediaInfo | None = None
-) -> np.ndarray:
+def read_frames(path: str | os.PathLike, times: Sequence[float], info: MediaInfo | None = None) -> np.ndarray:
     """Frames shown at `times` (seconds) as [F,H,W,3] uint8 RGB at the displayed resolution.
 
     Times before 0 give the first frame, times past the end the last one. Rotation
@@ -302,9 +294,7 @@ def read_audio(
     window = {"ss": f"{max(start, 0.0):.6f}"}
     if duration is not None:
         window["t"] = f"{duration:.6f}"
-    stream = ffmpeg.input(file_url(path)).output(
-        "pipe:", map="0:a:0", ac=1, ar=sample_rate, format="f32le", **window
-    )
+    stream = ffmpeg.input(file_url(path)).output("pipe:", map="0:a:0", ac=1, ar=sample_rate, format="f32le", **window)
     try:
         raw = _run(ffmpeg_command(stream), path)
     except _FfmpegFailed as exc:
@@ -456,7 +446,9 @@ def iter_frames(
                 buffer = bytearray(chunk_size * frame_bytes)
                 count = _read_full(proc.stdout, buffer) // frame_bytes  # type: ignore[arg-type]
                 if count:
-                    frames = np.frombuffer(buffer, np.uint8, count * frame_bytes).reshape(count, info.height, info.width, 3)
+                    frames = np.frombuffer(buffer, np.uint8, count * frame_bytes).reshape(
+                        count, info.height, info.width, 3
+                    )
                     ticks = np.arange(index, index + count, dtype=np.float64)
                     yield FrameChunk(index, ticks * rate.denominator / rate.numerator, frames)
                     index += count
@@ -465,7 +457,9 @@ def iter_frames(
             if proc.wait() != 0:
                 raise _FfmpegFailed(path, _log_text(log))
             if index == 0:
-                raise MediaError(f"ffmpeg decoded no frame from {path.name}", hint="the video stream is empty or corrupt")
+                raise MediaError(
+                    f"ffmpeg decoded no frame from {path.name}", hint="the video stream is empty or corrupt"
+                )
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -523,10 +517,8 @@ class VideoWriter:
 
     def _finish(self) -> None:
         if self._process.stdin is not None:
-            try:
+            with suppress(BrokenPipeError):
                 self._process.stdin.close()
-            except BrokenPipeError:
-                pass
         if self._process.wait() != 0:
             raise self._failed()
 

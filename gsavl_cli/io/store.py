@@ -131,9 +131,7 @@ class StoreWriter:
         group.attrs["id"] = record.clip_id
         group.attrs["frame_times"] = np.asarray(record.frame_times, dtype=np.float64)
         group.attrs["meta"] = json.dumps(record.meta, sort_keys=True)
-        encoded = group.create_dataset(
-            "frames", (len(record.frames),), dtype=h5py.vlen_dtype(np.uint8)
-        )
+        encoded = group.create_dataset("frames", (len(record.frames),), dtype=h5py.vlen_dtype(np.uint8))
         for i, frame in enumerate(record.frames):
             encoded[i] = np.frombuffer(encode_image(frame), dtype=np.uint8)
         for name in _ARRAYS:
@@ -296,7 +294,9 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
         return state
 
 
-def find_damaged(path: str | Path, ids: list[str] | None = None, on_clip: Callable[[str], None] | None = None) -> dict[str, str]:
+def find_damaged(
+    path: str | Path, ids: list[str] | None = None, on_clip: Callable[[str], None] | None = None
+) -> dict[str, str]:
     """Every clip of `ids` (default: all) whose arrays or frames do not read back: clip id -> what is wrong."""
     damaged = {}
     with open_store(path) as store:

@@ -8,17 +8,42 @@
 - `checkpoint`: save / load (model families) and import of the original formats.
 """
 
+import gsavl_cli.model.ssl2avs  # noqa: F401  (registers the ssl2avs checkpoint family and presets)
 from gsavl_cli.model.checkpoint import LoadedCheckpoint, load_checkpoint, register_family, save_checkpoint
-from gsavl_cli.model.config import EZVSL_SECONDS, PRESETS, ModelConfig, config_from_preset, list_presets, register_preset
+from gsavl_cli.model.config import (
+    EZVSL_SECONDS,
+    PRESETS,
+    ModelConfig,
+    config_from_preset,
+    list_presets,
+    register_preset,
+)
 from gsavl_cli.model.encoders import identity_init
 from gsavl_cli.model.heatmap import ALIGN_CORNERS, MAP_NAMES, coarse_maps, full_maps, heatmaps, normalise_map
 from gsavl_cli.model.localizer import Localizer, build_localizer, mil_contrastive_loss
 from gsavl_cli.model.prior import ObjectPrior, build_object_prior
-import gsavl_cli.model.ssl2avs  # noqa: E402,F401  (registers the ssl2avs checkpoint family and presets)
 
 __all__ = [
-    "ALIGN_CORNERS", "EZVSL_SECONDS", "coarse_maps", "full_maps", "MAP_NAMES", "PRESETS", "LoadedCheckpoint", "Localizer", "ModelConfig",
-    "ObjectPrior", "build_localizer", "build_object_prior", "config_from_preset", "heatmaps", "identity_init",
-    "list_presets", "load_checkpoint", "mil_contrastive_loss", "normalise_map", "register_family",
-    "register_preset", "save_checkpoint",
+    "ALIGN_CORNERS",
+    "EZVSL_SECONDS",
+    "MAP_NAMES",
+    "PRESETS",
+    "LoadedCheckpoint",
+    "Localizer",
+    "ModelConfig",
+    "ObjectPrior",
+    "build_localizer",
+    "build_object_prior",
+    "coarse_maps",
+    "config_from_preset",
+    "full_maps",
+    "heatmaps",
+    "identity_init",
+    "list_presets",
+    "load_checkpoint",
+    "mil_contrastive_loss",
+    "normalise_map",
+    "register_family",
+    "register_preset",
+    "save_checkpoint",
 ]

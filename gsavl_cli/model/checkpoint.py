@@ -53,7 +53,9 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, config_from_dict: Callable[[dict[str, Any]], Any], build: Callable[[Any], nn.Module]) -> None:
+def register_family(
+    name: str, config_from_dict: Callable[[dict[str, Any]], Any], build: Callable[[Any], nn.Module]
+) -> None:
     FAMILIES[name] = Family(name, config_from_dict, build)
 
 
@@ -178,7 +180,7 @@ def _import_original(state: dict[str, torch.Tensor], path: Path) -> tuple[ModelC
         if key.startswith(_ORIGINAL_IGNORED):
             continue
         prefix = next((p for p in ORIGINAL_PREFIXES if key.startswith(p)), "")
-        mapped[ORIGINAL_PREFIXES.get(prefix, "") + key[len(prefix):]] = value
+        mapped[ORIGINAL_PREFIXES.get(prefix, "") + key[len(prefix) :]] = value
     return config, mapped, source
 
 

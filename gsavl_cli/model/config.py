@@ -30,7 +30,10 @@ def strict_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
     """A configuration dataclass from a checkpoint's dict; unknown keys mean a newer gsavl wrote it."""
     unknown = sorted(set(data) - {field.name for field in fields(cls)})  # type: ignore[arg-type]
     if unknown:
-        raise UsageError(f"unknown {what} settings: {', '.join(unknown)}", hint="the checkpoint was written by a newer gsavl; upgrade gsavl")
+        raise UsageError(
+            f"unknown {what} settings: {', '.join(unknown)}",
+            hint="the checkpoint was written by a newer gsavl; upgrade gsavl",
+        )
     return cls(**data)
 
 

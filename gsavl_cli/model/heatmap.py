@@ -121,7 +121,9 @@ def heatmaps(
     result: dict[str, list[torch.Tensor]] = {name: [None] * len(sizes) for name in wanted}
     for size, indices in _group_by_size(sizes).items():
         index = torch.tensor(indices, device=images.device)
-        full = full_maps({k: c[index] for k, c in coarse.items()}, size, wanted, alpha=alpha, align_corners=align_corners)
+        full = full_maps(
+            {k: c[index] for k, c in coarse.items()}, size, wanted, alpha=alpha, align_corners=align_corners
+        )
         for name in wanted:
             for position, item in enumerate(indices):
                 result[name][item] = full[name][position]

@@ -56,7 +56,9 @@ class Localizer(nn.Module):
         self.image_trunk = ResNetTrunk()
         self.image_proj = nn.Conv2d(RESNET_CHANNELS, config.dim, kernel_size=1)
         if config.audio_encoder == "vggish":
-            self.audio: VGGishAudio | SpectrogramResNetAudio = VGGishAudio(config.dim, normalize, config.standardize_audio)
+            self.audio: VGGishAudio | SpectrogramResNetAudio = VGGishAudio(
+                config.dim, normalize, config.standardize_audio
+            )
             init_fresh(self.image_proj, self.audio.proj)
         else:
             self.audio = SpectrogramResNetAudio(config.dim, normalize, config.standardize_audio)
@@ -66,8 +68,14 @@ class Localizer(nn.Module):
             trunk.eval()
 
     def _frozen_trunks(self) -> list[nn.Module]:
-        return [trunk for trunk, frozen in ((self.audio.trunk, self.config.freeze_audio),
-                                            (self.image_trunk, self.config.freeze_image)) if frozen]
+        return [
+            trunk
+            for trunk, frozen in (
+                (self.audio.trunk, self.config.freeze_audio),
+                (self.image_trunk, self.config.freeze_image),
+            )
+            if frozen
+        ]
 
     def train(self, mode: bool = True) -> Localizer:
         """Like nn.Module.train, but frozen trunks stay in eval mode (BatchNorm statistics fixed)."""
@@ -138,7 +146,9 @@ def build_localizer(
     with `identity_image_init`): only when the caller asks for it.
     """
     if identity_image_init and pretrained:
-        raise UsageError("identity initialisation replaces pretrained weights", hint="use it together with --no-pretrained")
+        raise UsageError(
+            "identity initialisation replaces pretrained weights", hint="use it together with --no-pretrained"
+        )
     if not pretrained and (vggish_checkpoint or resnet_checkpoint):
         raise UsageError(
             "pretrained weight files were given but pretrained weights are switched off",

@@ -17,7 +17,9 @@ SEGMENTERS = ("sam", "region")
 ALIASES = {"threshold": "region"}
 
 
-def make_segmenter(kind: str, device: str = "cpu", *, sam_model: str = "vit_h", sam_checkpoint: Path | None = None) -> Segmenter:
+def make_segmenter(
+    kind: str, device: str = "cpu", *, sam_model: str = "vit_h", sam_checkpoint: Path | None = None
+) -> Segmenter:
     """SAM (weights through the resolver) or the prompt-following region segmenter."""
     kind = ALIASES.get(kind, kind)
     if kind == "region":
@@ -28,6 +30,16 @@ def make_segmenter(kind: str, device: str = "cpu", *, sam_model: str = "vit_h", 
 
 
 __all__ = [
-    "MASK_CHOICES", "SAM_ARCHS", "SEGMENTERS", "ImageEmbedding", "RegionSegmenter", "SamSegmenter", "SegmentResult",
-    "Segmenter", "load_sam", "make_segmenter", "prompt_region", "soft_iou",
+    "MASK_CHOICES",
+    "SAM_ARCHS",
+    "SEGMENTERS",
+    "ImageEmbedding",
+    "RegionSegmenter",
+    "SamSegmenter",
+    "SegmentResult",
+    "Segmenter",
+    "load_sam",
+    "make_segmenter",
+    "prompt_region",
+    "soft_iou",
 ]

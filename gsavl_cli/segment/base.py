@@ -89,5 +89,3 @@ def check_mask_choice(mask_choice: str, heatmap: Any) -> None:
         raise UsageError(f"unknown mask choice '{mask_choice}'", hint=f"available: {', '.join(MASK_CHOICES)}")
     if mask_choice == "heatmap" and heatmap is None:
         raise UsageError("mask choice 'heatmap' needs the heatmap")
-
-

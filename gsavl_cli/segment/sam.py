@@ -25,7 +25,14 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from gsavl_cli import weights
 from gsavl_cli.errors import UsageError, WeightsError
 from gsavl_cli.samplers import Prompts
-from gsavl_cli.segment.base import ImageEmbedding, SegmentResult, check_image, check_mask_choice, frame_heatmap, soft_iou
+from gsavl_cli.segment.base import (
+    ImageEmbedding,
+    SegmentResult,
+    check_image,
+    check_mask_choice,
+    frame_heatmap,
+    soft_iou,
+)
 
 SAM_ARCHS = ("vit_h", "vit_l", "vit_b")
 ATTENTION_MODES = ("sdpa", "original")  # image-encoder attention: fused SDPA (sdpa.py) or segment-anything's own
@@ -69,9 +76,7 @@ def load_sam(
         path = weights.resolve_weights(f"sam_{arch}", explicit, download=download)
         sam = sam_model_registry[arch](checkpoint=None)
     else:
-        raise UsageError(
-            f"unknown SAM architecture '{arch}'", hint=f"available: {', '.join(SAM_ARCHS)}, tiny"
-        )
+        raise UsageError(f"unknown SAM architecture '{arch}'", hint=f"available: {', '.join(SAM_ARCHS)}, tiny")
     _load_strict(sam, weights.load_state_dict(path), arch, path)
     return sam.eval().requires_grad_(False).to(device)
 

@@ -11,9 +11,7 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 
-def build_tiny_sam(
-    img_size: int = 64, embed_dim: int = 32, depth: int = 2, heads: int = 2, seed: int = 0
-) -> Sam:
+def build_tiny_sam(img_size: int = 64, embed_dim: int = 32, depth: int = 2, heads: int = 2, seed: int = 0) -> Sam:
     """A toy-sized SAM of segment-anything's own modules, randomly initialised from `seed`.
 
     For tests and benchmarks; the global random state is left untouched.
@@ -44,14 +42,10 @@ def build_tiny_sam(
             ),
             mask_decoder=MaskDecoder(
                 transformer_dim=embed_dim,
-                transformer=TwoWayTransformer(
-                    depth=2, embedding_dim=embed_dim, mlp_dim=2 * embed_dim, num_heads=heads
-                ),
+                transformer=TwoWayTransformer(depth=2, embedding_dim=embed_dim, mlp_dim=2 * embed_dim, num_heads=heads),
                 num_multimask_outputs=3,
                 iou_head_depth=3,
                 iou_head_hidden_dim=embed_dim,
             ),
         )
     return sam.eval()
-
-

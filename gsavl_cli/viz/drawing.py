@@ -70,4 +70,10 @@ def thumbnail(image: np.ndarray, height: int = 128) -> np.ndarray:
     """Resized copy with the given height (aspect kept), for report grids."""
     t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     width = max(1, round(image.shape[1] * height / image.shape[0]))
-    return F.interpolate(t, size=(height, width), mode="bilinear", antialias=True, align_corners=False)[0].permute(1, 2, 0).clamp(0, 255).byte().numpy()
+    return (
+        F.interpolate(t, size=(height, width), mode="bilinear", antialias=True, align_corners=False)[0]
+        .permute(1, 2, 0)
+        .clamp(0, 255)
+        .byte()
+        .numpy()
+    )

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-
 from gsavl_cli.io.files import write_atomic
 from gsavl_cli.io.media import write_png
 from gsavl_cli.metrics import median_threshold
@@ -37,7 +36,13 @@ class ReportWriter:
         stem = f"{len(self.entries):05d}"
         panels = {
             "frame": frame,
-            "heatmap": overlay(frame, heat, None, None if prompts is None else prompts.points, None if prompts is None else prompts.labels),
+            "heatmap": overlay(
+                frame,
+                heat,
+                None,
+                None if prompts is None else prompts.points,
+                None if prompts is None else prompts.labels,
+            ),
             "mask": overlay(frame, None, mask, mask_colour=(0, 255, 0)) if mask is not None else colourise(heat),
             "truth": overlay(frame, None, gt, mask_colour=(255, 0, 255)),
         }
@@ -55,13 +60,28 @@ class ReportWriter:
 
     def _row(self, entry: dict[str, Any]) -> str:
         iou = entry["iou"]
-        cells = "".join(f'<td><img src="thumbs/{entry["stem"]}_{n}.png" loading="lazy"></td>' for n in ("frame", "heatmap", "mask", "truth"))
+        cells = "".join(
+            f'<td><img src="thumbs/{entry["stem"]}_{n}.png" loading="lazy"></td>'
+            for n in ("frame", "heatmap", "mask", "truth")
+        )
         value = "" if iou is None or math.isnan(iou) else f"{iou:.4f}"
         return f'<tr><td>{html.escape(entry["clip"])}</td>{cells}<td data-v="{value or -1}">{value}</td></tr>'
 
 
-SUMMARY_KEYS = ("map", "sampler", "segmenter", "n", "miou", "mask_f", "avsbench_miou", "avsbench_fmeasure", "ciou", "ap50",
-                "auc", "pointing_game")
+SUMMARY_KEYS = (
+    "map",
+    "sampler",
+    "segmenter",
+    "n",
+    "miou",
+    "mask_f",
+    "avsbench_miou",
+    "avsbench_fmeasure",
+    "ciou",
+    "ap50",
+    "auc",
+    "pointing_game",
+)
 
 
 def summary_table(results: list[dict[str, Any]]) -> str:

@@ -68,12 +68,20 @@ class PVTv2B5Levels(nn.Module):
         state = checkpoint_filter_fn(weights.load_state_dict(path), self.net)
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
         spec = weights.WEIGHTS[self.weights_name]
-        load_exact(self.net, state, source=path, what=f"{spec.description} network", error=WeightsError,
-                   hint=f"pass the {spec.description} weights file ({spec.filename})")
+        load_exact(
+            self.net,
+            state,
+            source=path,
+            what=f"{spec.description} network",
+            error=WeightsError,
+            hint=f"pass the {spec.description} weights file ({spec.filename})",
+        )
 
 
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(min(8, cout), cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(min(8, cout), cout), nn.ReLU(inplace=True)
+    )
 
 
 class TinyLevels(nn.Module):

@@ -64,7 +64,15 @@ class SSL2AVSConfig:
         check_choice("audio network", self.audio_net, AUDIO_NETS)
         check_choice("fusion", self.fusion, FUSIONS)
         check_choice("activation", self.activation, ACTIVATIONS)
-        counts = (self.embed_dim, self.num_queries, self.ffn_dim, self.num_heads, self.deform_points, self.encoder_levels, self.decoder_layers)
+        counts = (
+            self.embed_dim,
+            self.num_queries,
+            self.ffn_dim,
+            self.num_heads,
+            self.deform_points,
+            self.encoder_levels,
+            self.decoder_layers,
+        )
         if min(counts) < 1 or self.encoder_layers < 0:
             raise UsageError("SSL2AVS sizes must be positive (layers, queries, dims, heads, points, levels)")
         if self.embed_dim % self.num_heads or (self.embed_dim // self.num_heads) % 2:
@@ -74,7 +82,9 @@ class SSL2AVSConfig:
         if self.remove_maxpool and self.backbone == "pvt_v2_b5":
             raise UsageError("remove_maxpool is the ResNet variant ('+'); PVT-v2 has no stem max-pool")
         if self.image_size < 32 or self.image_size % 32:
-            raise UsageError(f"image_size must be a multiple of 32, got {self.image_size}", hint="224 or 512 as in the paper")
+            raise UsageError(
+                f"image_size must be a multiple of 32, got {self.image_size}", hint="224 or 512 as in the paper"
+            )
         if not 0.0 <= self.dropout < 1.0 or self.tau <= 0:
             raise UsageError(f"invalid dropout {self.dropout} or tau {self.tau}")
         if min(self.lambda_contrastive, self.lambda_localization, self.lambda_intermediate) < 0:
@@ -120,6 +130,14 @@ def ssl2avs_pvt() -> SSL2AVSConfig:
 def ssl2avs_tiny() -> SSL2AVSConfig:
     """A small test configuration: tiny image and audio networks (trained from scratch), 128x128 frames."""
     return SSL2AVSConfig(
-        backbone="tiny", audio_net="tiny", freeze_audio=False, embed_dim=64, num_queries=16, encoder_layers=2,
-        decoder_layers=2, ffn_dim=128, num_heads=4, image_size=128,
+        backbone="tiny",
+        audio_net="tiny",
+        freeze_audio=False,
+        embed_dim=64,
+        num_queries=16,
+        encoder_layers=2,
+        decoder_layers=2,
+        ffn_dim=128,
+        num_heads=4,
+        image_size=128,
     )

@@ -68,7 +68,9 @@ class MSDeformAttn(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, query: torch.Tensor, reference: torch.Tensor, value: torch.Tensor, shapes: Shapes) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, reference: torch.Tensor, value: torch.Tensor, shapes: Shapes
+    ) -> torch.Tensor:
         """query [B,Q,C]; reference [B,Q,2] (x, y) in [0,1]; value [B,N,C] over `shapes` -> [B,Q,C]."""
         batch, queries, _ = query.shape
         depth = self.dim // self.heads
@@ -76,6 +78,8 @@ class MSDeformAttn(nn.Module):
         offsets = self.offsets(query).view(batch, queries, self.heads, self.levels, self.points, 2)
         weights = self.weights(query).view(batch, queries, self.heads, self.levels * self.points).softmax(-1)
         weights = weights.view(batch, queries, self.heads, self.levels, self.points)
-        sizes = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)  # offsets are in cells
+        sizes = torch.tensor(
+            [[w, h] for h, w in shapes], dtype=query.dtype, device=query.device
+        )  # offsets are in cells
         locations = reference[:, :, None, None, None, :] + offsets / sizes[None, None, None, :, None, :]
         return self.output_proj(ms_deform_attn(values, shapes, locations, weights))

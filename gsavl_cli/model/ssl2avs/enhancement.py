@@ -15,6 +15,7 @@ background stay out; the background still gets the deep, context-level features.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -30,9 +31,13 @@ def resize_map(heatmap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class FeatureEnhancement(nn.Module):
     def __init__(self, channels: tuple[int, ...]) -> None:
         super().__init__()
-        self.reduce = nn.ModuleList(nn.Conv2d(deep, shallow, kernel_size=1) for shallow, deep in zip(channels[:-1], channels[1:]))
+        self.reduce = nn.ModuleList(
+            nn.Conv2d(deep, shallow, kernel_size=1) for shallow, deep in itertools.pairwise(channels)
+        )
         self.fuse = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.GroupNorm(math.gcd(32, c), c), nn.ReLU(inplace=True))
+            nn.Sequential(
+                nn.Conv2d(c, c, 3, padding=1, bias=False), nn.GroupNorm(math.gcd(32, c), c), nn.ReLU(inplace=True)
+            )
             for c in channels[:-1]
         )
 

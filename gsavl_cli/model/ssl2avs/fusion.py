@@ -26,7 +26,9 @@ class AudioVisualFusion(nn.Module):
             self.a2v = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
             self.a2v_proj = nn.Linear(dim, dim)
 
-    def forward(self, memory: torch.Tensor, pos: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, memory: torch.Tensor, pos: torch.Tensor, audio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """memory [N,L,D] (+ pos), audio [N,D] -> (gated memory, updated audio, channel gate [N,D] or None)."""
         keys = memory + pos
         if self.mode in ("bidirectional", "v2a"):

@@ -42,7 +42,9 @@ class MaskHead(nn.Module):
         self.levels = levels
         self.in_proj = nn.ModuleList(nn.Sequential(nn.Conv2d(c, dim, kernel_size=1), _norm(dim)) for c in channels)
         self.level_embed = nn.Parameter(torch.empty(levels, dim))
-        self.encoder = Encoder(config.encoder_layers, dim, config.ffn_dim, config.dropout, levels, config.num_heads, config.deform_points)
+        self.encoder = Encoder(
+            config.encoder_layers, dim, config.ffn_dim, config.dropout, levels, config.num_heads, config.deform_points
+        )
         self.fusion = AudioVisualFusion(dim, config.num_heads, config.fusion, config.dropout)
         self.queries = nn.Embedding(queries, dim) if config.learnable_queries else None
         self.num_queries = queries
@@ -51,12 +53,18 @@ class MaskHead(nn.Module):
         self.out_conv = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), _norm(dim), nn.ReLU(inplace=True))
         hidden = config.ffn_dim
         self.query_mlp = nn.Sequential(
-            nn.Conv2d(queries, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, dim, 1)
+            nn.Conv2d(queries, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, dim, 1),
         )
         self.intermediate = nn.Conv2d(queries, 1, kernel_size=1)
         self.fc_in = nn.Conv2d(dim, dim // 2, 3, padding=1)
         small = max(dim // 8, 8)
-        self.fc_out = nn.Sequential(nn.Conv2d(dim // 2, small, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(small, 1, 1, bias=False))
+        self.fc_out = nn.Sequential(
+            nn.Conv2d(dim // 2, small, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(small, 1, 1, bias=False)
+        )
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -72,16 +80,20 @@ class MaskHead(nn.Module):
     def _tokens(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         shapes = [(int(m.shape[-2]), int(m.shape[-1])) for m in maps]
         src = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
-        pos = torch.cat([
-            (sine_position(h, w, m.shape[1], m.device).to(m.dtype).flatten(1).T + self.level_embed[i])
-            for i, (m, (h, w)) in enumerate(zip(maps, shapes))
-        ])
+        pos = torch.cat(
+            [
+                (sine_position(h, w, m.shape[1], m.device).to(m.dtype).flatten(1).T + self.level_embed[i])
+                for i, (m, (h, w)) in enumerate(zip(maps, shapes))
+            ]
+        )
         return src, pos[None].expand(src.shape[0], -1, -1), shapes
 
-    def forward(self, feats: list[torch.Tensor], audio: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, feats: list[torch.Tensor], audio: torch.Tensor, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """feats: the backbone's levels; audio [N,D] -> (mask logits [N,1,H,W], intermediate logits per decoder layer)."""
         projected = [proj(f) for proj, f in zip(self.in_proj, feats)]
-        src, pos, shapes = self._tokens(projected[-self.levels:])
+        src, pos, shapes = self._tokens(projected[-self.levels :])
         memory = self.encoder(src, pos, shapes)
         memory, audio, gate = self.fusion(memory, pos, audio)
         batch = audio.shape[0]

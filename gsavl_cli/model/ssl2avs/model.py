@@ -41,7 +41,9 @@ class SSL2AVS(nn.Module):
         self.image_encoder = build_backbone(config.backbone, config.remove_maxpool)
         channels = tuple(self.image_encoder.channels)
         self.audio = build_audio(config.audio_net, config.embed_dim)
-        self.localization = TargetLocalization(channels[-1], config.embed_dim, config.embed_dim, config.activation, config.tau)
+        self.localization = TargetLocalization(
+            channels[-1], config.embed_dim, config.embed_dim, config.activation, config.tau
+        )
         self.enhancement = FeatureEnhancement(channels) if config.feature_enhancement else None
         self.head = MaskHead(config, channels)
         if config.freeze_audio:
@@ -75,7 +77,9 @@ class SSL2AVS(nn.Module):
         return {"mask_logits": logits, "intermediate": intermediate, "localization": localization}
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def predict(
+        self, images: torch.Tensor, audio: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Inference: mask_logits [B,H,W] at the input's size (sigmoid > 0.5 is the mask) and the
         sound-source heatmap [B,h',w'] in [0,1] on the deepest level's grid."""
         was_training = self.training
@@ -86,7 +90,9 @@ class SSL2AVS(nn.Module):
             self.train(was_training)
         return {"mask_logits": out["mask_logits"][:, 0], "heatmap": out["localization"]["heatmap"]}
 
-    def training_loss(self, output: Output, masks: torch.Tensor, labelled: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_loss(
+        self, output: Output, masks: torch.Tensor, labelled: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """masks [B,F,H,W] at the input's size, labelled [B,F] (which frames have a mask); the
         forward ran on the B*F frames in that order. See `losses` for the terms."""
         cfg = self.config
@@ -138,4 +144,3 @@ def build_ssl2avs(
         if config.audio_net == "vggish":
             load_pretrained(model.audio.trunk, "vggish", vggish_checkpoint)
     return model
-

@@ -7,8 +7,9 @@ import math
 import torch
 
 
-def sine_position(height: int, width: int, dim: int, device: torch.device | str | None = None,
-                  temperature: float = 10000.0) -> torch.Tensor:
+def sine_position(
+    height: int, width: int, dim: int, device: torch.device | str | None = None, temperature: float = 10000.0
+) -> torch.Tensor:
     """[dim, height, width]: the first half encodes y, the second x; sin on even, cos on odd channels."""
     feats = dim // 2
     scale = 2 * math.pi

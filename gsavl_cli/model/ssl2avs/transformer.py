@@ -15,7 +15,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, hidden: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +69,9 @@ class DecoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, layers: int, dim: int, ffn_dim: int, dropout: float, levels: int, heads: int, points: int) -> None:
+    def __init__(
+        self, layers: int, dim: int, ffn_dim: int, dropout: float, levels: int, heads: int, points: int
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(dim, ffn_dim, dropout, levels, heads, points) for _ in range(layers))
 
