@@ -21,7 +21,7 @@ from segment_anything import sam_model_registry
 from gsavl_cli.commands.evaluate import EvalSettings, evaluate, validation_ids
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.data import synthetic
-from gsavl_cli.io.layouts import discover
+from gsavl_cli.datasets import discover
 from gsavl_cli.model import build_localizer, config_from_preset
 from gsavl_cli.predictor import Predictor, SamplerChoice
 from gsavl_cli.segment import SAM_ARCHS, SamSegmenter

@@ -17,7 +17,7 @@ from preprocess_throughput import render
 
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.commands.shards import ClusterPlan, merge_stores, run_sharded
-from gsavl_cli.io.layouts import discover
+from gsavl_cli.datasets import discover
 
 
 def main() -> None:

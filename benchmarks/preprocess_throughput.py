@@ -15,7 +15,7 @@ import _common
 
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.data import synthetic
-from gsavl_cli.io.layouts import discover
+from gsavl_cli.datasets import discover
 from gsavl_cli.io.media import ffmpeg_encoders
 
 

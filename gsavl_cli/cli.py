@@ -14,6 +14,7 @@ from rich.table import Table
 from gsavl_cli import __version__
 from gsavl_cli.choices import AudioMode, FrameMode, MapName, MaskChoice, SamModel, SegmenterName
 from gsavl_cli.console import OPTIONS, err, handle_errors, info, out, print_json, progress, rate
+from gsavl_cli.datasets import SEMANTIC_SUBSETS, list_datasets
 from gsavl_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,6 +28,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+_LAYOUTS = ["auto", *(d.name for d in list_datasets())]
+LAYOUT_HELP = f"{', '.join(_LAYOUTS[:-1])} or {_LAYOUTS[-1]}."
+"""`preprocess --layout`'s help: the registered dataset layouts, after "auto"."""
 
 
 def _version(value: bool) -> None:
@@ -74,9 +80,7 @@ def preprocess(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="HDF5 file to write (default: SOURCE.h5).")
     ] = None,
-    layout: Annotated[
-        str, typer.Option(help="auto, folder, avsbench-s4, avsbench-ms3, avsbench-semantic or vggsound.")
-    ] = "auto",
+    layout: Annotated[str, typer.Option(help=LAYOUT_HELP)] = "auto",
     split: Annotated[str, typer.Option(help="train, val, test or all.")] = "all",
     frame_times: Annotated[
         str | None, typer.Option(help="Frame times in seconds for plain videos, e.g. 0,2.5 (default: first frame).")
@@ -95,8 +99,8 @@ def preprocess(
         ),
     ] = None,
     semantic_subsets: Annotated[
-        str, typer.Option(help="AVSBench-semantic subsets, comma-separated: v1s,v1m,v2.")
-    ] = "v1s,v1m,v2",
+        str, typer.Option(help=f"AVSBench-semantic subsets, comma-separated: {','.join(SEMANTIC_SUBSETS)}.")
+    ] = ",".join(SEMANTIC_SUBSETS),
     workers: Annotated[int, typer.Option(help="Parallel decode processes (default: CPU cores).")] = 0,
     name: Annotated[
         str | None,
@@ -140,8 +144,8 @@ def preprocess(
     Re-running the same command resumes: clips already in the file are skipped.
     """
     from gsavl_cli.commands.preprocess import make_settings, run_preprocess
+    from gsavl_cli.datasets import VIDEO_SUFFIXES, Ignored, discover, store_name
     from gsavl_cli.io.files import guard_outputs
-    from gsavl_cli.io.layouts import VIDEO_SUFFIXES, Ignored, discover, store_name
 
     if annotations is not None and not annotations.exists():
         raise UsageError(f"annotations file not found: {annotations}")
@@ -310,8 +314,8 @@ def list_datasets_command(
     """List the named datasets (stores registered by `gsavl preprocess`) that `--dataset NAME` accepts."""
     from dataclasses import asdict
 
+    from gsavl_cli.datasets import named_datasets
     from gsavl_cli.home import data_dir, named_stores
-    from gsavl_cli.io.layouts import STORE_OF
 
     stores = named_stores()
     if json_output:
@@ -321,8 +325,9 @@ def list_datasets_command(
         err.print(f"no named datasets in {data_dir()} yet: `gsavl preprocess SOURCE` registers one")
         return
     table = Table("name", "layout", "clips", "file", "also answers to", title=f"named datasets ({data_dir()})")
+    named = named_datasets().values()
     for s in stores.values():
-        aliases = ", ".join(a for a, target in STORE_OF.items() if target == s.name) or "-"
+        aliases = ", ".join(n.name for n in named if n.store == s.name and n.name != s.name) or "-"
         table.add_row(
             s.name,
             s.layout,
@@ -448,15 +453,16 @@ SubsetOpt = Annotated[
         help="Only these clips: a file of ids, or vggss_10k, vggss_144k, vggss_heard_test, vggss_unheard_test."
     ),
 ]
-NAMED_SUBSETS = {"vggsound10k": "vggss_10k", "vggsound144k": "vggss_144k"}
 
 
 def _default_subset(dataset: str) -> str | None:
     """Named VGGSound datasets use EZ-VSL's published lists when they can be had."""
+    from gsavl_cli.datasets import named_datasets
     from gsavl_cli.errors import WeightsError
     from gsavl_cli.weights import resolve_weights
 
-    name = NAMED_SUBSETS.get(dataset)
+    named = named_datasets().get(dataset)
+    name = named.subset if named else None
     if name is None:
         return None
     try:
@@ -467,7 +473,6 @@ def _default_subset(dataset: str) -> str | None:
     return name
 
 
-TRAIN_PRESETS = {"avsbench-s4": (32, 10)}  # localizer: dataset -> (batch size, epochs); others: (128, 20)
 LOCALIZER_ONLY = ("audio_encoder", "similarity", "beta", "freeze_image", "standardize_audio")
 
 
@@ -601,7 +606,7 @@ def train(
     from gsavl_cli.commands.train import TIE_WARNING, TrainConfig
     from gsavl_cli.commands.train import train as run_training
     from gsavl_cli.console import resolve_device
-    from gsavl_cli.io.layouts import resolve_dataset
+    from gsavl_cli.datasets import resolve_dataset, train_preset
     from gsavl_cli.model import config_from_preset
     from gsavl_cli.model.ssl2avs import SSL2AVSConfig
 
@@ -633,7 +638,7 @@ def train(
 
         preset_batch, preset_epochs = DEFAULT_BATCH, default_epochs(data)
     else:
-        preset_batch, preset_epochs = TRAIN_PRESETS.get(dataset, (128, 20))
+        preset_batch, preset_epochs = train_preset(dataset)  # the named dataset's localizer schedule
     config = config_from_preset(model, **overrides)
     cfg = TrainConfig(
         data=data,
@@ -879,7 +884,7 @@ def evaluate_command(
     """Evaluate heatmaps and masks: IoU/F (AVSBench), cIoU/AP50/AUC (VGG-SS), pointing game."""
     from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
     from gsavl_cli.console import resolve_device
-    from gsavl_cli.io.layouts import resolve_dataset
+    from gsavl_cli.datasets import resolve_dataset
 
     chosen_maps = _parse_maps(maps) if maps is not None else None
     data = resolve_dataset(dataset)
@@ -1101,8 +1106,8 @@ def localize(
     """Find the sounding object in a clip and write its pixel mask (one frame, or the whole video with --every / --all-frames)."""
     from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, expand_clips, localize_clips
     from gsavl_cli.console import resolve_device
+    from gsavl_cli.datasets import VIDEO_SUFFIXES
     from gsavl_cli.io.files import guard_outputs
-    from gsavl_cli.io.layouts import VIDEO_SUFFIXES
 
     guard_outputs(
         {

@@ -22,7 +22,7 @@ from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.commands.train import TrainConfig, train
 from gsavl_cli.commands.train_segmentation import rotated_audio, segmentation_metrics, segmentation_val_ids
 from gsavl_cli.data.synthetic import WorldConfig, render_world
-from gsavl_cli.io.layouts import discover
+from gsavl_cli.datasets import discover
 from gsavl_cli.model import config_from_preset, load_checkpoint
 
 

@@ -41,7 +41,7 @@ def synthetic_world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def s4_store(synthetic_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic world preprocessed as AVSBench S4, one log-mel example per clip (fast to train on)."""
     from gsavl_cli.commands.preprocess import make_settings, run_preprocess
-    from gsavl_cli.io.layouts import discover
+    from gsavl_cli.datasets import discover
 
     out = tmp_path_factory.mktemp("s4") / "s4.h5"
     layout, clips = discover(synthetic_world.root, "avsbench-s4")

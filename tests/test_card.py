@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from gsavl_cli.cli import app
 from gsavl_cli.data.synthetic import CLASSES, render_clip
+from gsavl_cli.datasets import detect_layout
 from gsavl_cli.home import NO_MODEL, latest_run, named_stores
-from gsavl_cli.io.layouts import detect_layout
 from gsavl_cli.io.media import read_image
 
 runner = CliRunner()

@@ -8,8 +8,8 @@ import soundfile as sf
 
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.data import features
+from gsavl_cli.datasets import detect_layout, discover, read_vggss_annotations, vggsound_key
 from gsavl_cli.errors import UsageError
-from gsavl_cli.io.layouts import detect_layout, discover, read_vggss_annotations, vggsound_key
 from gsavl_cli.io.media import write_png
 from gsavl_cli.io.store import open_store
 
@@ -271,3 +271,51 @@ def test_dataset_layouts_ignore_nothing(tmp_path):
     ignored = []
     discover(tmp_path, ignored=ignored)
     assert ignored == []  # a dataset layout reads its metadata; it does not walk folders
+
+
+def test_each_layouts_protocol_lives_on_its_object(tmp_path):
+    """The facts the commands ask the registered objects for, as the original protocols have them."""
+    from gsavl_cli.datasets import get_dataset, list_datasets, named_datasets, store_name, train_preset
+
+    assert [d.name for d in list_datasets()] == [
+        "folder",
+        "avsbench-s4",
+        "avsbench-ms3",
+        "avsbench-semantic",
+        "vggsound",
+    ]
+    assert {d.name: d.segmentation_epochs for d in list_datasets()} == {
+        "folder": 30,
+        "avsbench-s4": 30,
+        "avsbench-ms3": 60,
+        "avsbench-semantic": 30,
+        "vggsound": 30,
+    }
+    assert {d.name: make_settings(d.name)["vggish_seconds"] for d in list_datasets()} == {
+        "folder": None,
+        "avsbench-s4": None,
+        "avsbench-ms3": None,
+        "avsbench-semantic": None,
+        "vggsound": 3.0,
+    }
+    assert make_settings("vggsound", vggish_seconds=0.96)["vggish_seconds"] == 0.96
+    assert {n.name: (n.store, n.subset) for n in named_datasets().values()} == {
+        "avsbench-s4": ("avsbench-s4", None),
+        "avsbench-ms3": ("avsbench-ms3", None),
+        "avsbench-semantic": ("avsbench-semantic", None),
+        "vggsound10k": ("vggsound", "vggss_10k"),
+        "vggsound144k": ("vggsound", "vggss_144k"),
+        "vggss": ("vggsound", None),
+    }
+    assert train_preset("avsbench-s4") == (32, 10)
+    assert train_preset("vggsound10k") == train_preset("x.h5") == (128, 20)
+    (tmp_path / "my videos").mkdir()
+    assert store_name("folder", tmp_path / "my videos") == "my videos"
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    assert store_name("folder", tmp_path / "clip.mp4") == "clip"
+    assert store_name("avsbench-ms3", tmp_path / "my videos") == "avsbench-ms3"
+    assert store_name("vggsound", tmp_path, "vggss_10k") == "vggsound10k"
+    assert store_name("vggsound", tmp_path, "mine.txt") == "vggsound"
+    with pytest.raises(UsageError, match="unknown dataset layout 'kinetics'"):
+        make_settings("kinetics")
+    assert get_dataset("avsbench-semantic").subsets == ("v1s", "v1m", "v2")

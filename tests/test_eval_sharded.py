@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.console import progress
-from gsavl_cli.io.layouts import discover
+from gsavl_cli.datasets import discover
 from gsavl_cli.model import build_localizer, config_from_preset, save_checkpoint
 from gsavl_cli.predictor import SamplerChoice
 

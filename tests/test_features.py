@@ -9,6 +9,7 @@ from torchvggish import mel_features, vggish_input
 from torchvision.transforms import v2
 
 from gsavl_cli.data import features
+from gsavl_cli.datasets import get_dataset, list_datasets
 from gsavl_cli.errors import UsageError
 
 SR = 16000
@@ -230,19 +231,19 @@ def test_test_transform_matches_a_pil_resize(mode: str, height: int, width: int)
 
 
 def test_test_interpolation_per_layout_is_the_originals() -> None:
-    assert {layout: features.test_interpolation_for(layout) for layout in features.LAYOUT_NAMES} == {
+    assert {d.name: d.test_interpolation for d in list_datasets()} == {
         "avsbench-s4": "bilinear",
         "avsbench-ms3": "bilinear",
         "avsbench-semantic": "bilinear",
         "vggsound": "bicubic",
         "folder": "bicubic",
     }
-    with pytest.raises(UsageError, match="unknown store layout"):
-        features.test_interpolation_for("auto")
+    with pytest.raises(UsageError, match="unknown dataset layout"):
+        get_dataset("auto")
     with pytest.raises(UsageError, match="unknown interpolation"):
         features.test_transform(32, interpolation="nearest")
     image = _photo_like(90, 70)
-    avs, vgg = features.test_transform_for("avsbench-s4", 32)(image), features.test_transform_for("vggsound", 32)(image)
+    avs, vgg = get_dataset("avsbench-s4").test_transform(32)(image), get_dataset("vggsound").test_transform(32)(image)
     torch.testing.assert_close(avs, features.test_transform(32, "bilinear")(image), rtol=0, atol=0)
     torch.testing.assert_close(vgg, features.test_transform(32)(image), rtol=0, atol=0)  # bicubic by default
     assert (avs - vgg).abs().max() > 0.05  # the two really differ
@@ -292,19 +293,20 @@ def test_train_transform_is_a_crop_of_the_pil_enlarged_image_maybe_flipped() -> 
 def test_train_transform_per_layout() -> None:
     image = _photo_like(60, 100)
     for layout in ("avsbench-s4", "avsbench-ms3", "avsbench-semantic"):
-        transform = features.train_transform_for(layout, 48)
+        transform = get_dataset(layout).train_transform(48)
         first, second = transform(image), transform(image)
         torch.testing.assert_close(first, second, rtol=0, atol=0)  # no augmentation
         # the plain square resize (aspect not kept), bilinear as PIL does it
         assert ((_grey_levels(first) - _pil_resize(image, 48, 48, "bilinear")).abs().max()) <= 1.01
     for layout in ("vggsound", "folder"):
-        transform = features.train_transform_for(layout, 48)
+        transform = get_dataset(layout).train_transform(48)
         assert tuple(_resize_stage(transform)(torch.from_numpy(image).permute(2, 0, 1)).shape[1:]) == (52, 86)
         torch.manual_seed(3)
         outs = [transform(image) for _ in range(6)]
         assert any((o - outs[0]).abs().max() > 0 for o in outs[1:])  # random crops and flips
-    with pytest.raises(UsageError):
-        features.train_transform_for("flickr", 48)
+    assert [d.name for d in list_datasets() if d.augment] == ["folder", "vggsound"]
+    with pytest.raises(UsageError, match="unknown dataset layout"):
+        get_dataset("flickr")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

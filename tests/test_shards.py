@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from gsavl_cli.cli import app
 from gsavl_cli.commands.shards import select_shard, shard_of
-from gsavl_cli.io.layouts import ClipSource
+from gsavl_cli.datasets import ClipSource
 from gsavl_cli.io.store import open_store
 
 runner = CliRunner()

@@ -182,7 +182,7 @@ def test_world_options_shape_the_scenes(tmp_path):
 
 def test_ms3_world_reads_back_through_the_ms3_layout(tmp_path):
     from gsavl_cli.commands.preprocess import make_settings, run_preprocess
-    from gsavl_cli.io.layouts import discover
+    from gsavl_cli.datasets import discover
     from gsavl_cli.io.store import open_store
 
     clips = render_world(tmp_path, WorldConfig(**{**TINY, "n_train": 4}, seed=1), layout="avsbench-ms3")

@@ -360,7 +360,7 @@ def test_eval_with_shuffled_audio_scores_clearly_lower(colour_checkpoint, tmp_pa
     from gsavl_cli.cli import app
     from gsavl_cli.commands.preprocess import make_settings, run_preprocess
     from gsavl_cli.data.synthetic import WorldConfig, render_world
-    from gsavl_cli.io.layouts import discover
+    from gsavl_cli.datasets import discover
 
     render_world(tmp_path / "world", WorldConfig(n_train=0, n_val=0, n_test=12, n_classes=4, seed=7))
     layout, clips = discover(tmp_path / "world", "avsbench-s4", "test")

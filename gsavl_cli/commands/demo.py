@@ -22,10 +22,9 @@ from gsavl_cli.commands.evaluate import EvalSettings, ground_truth, heatmap_row,
 from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.commands.train import TIE_WARNING, EpochLog, TrainConfig, train
-from gsavl_cli.data.features import test_interpolation_for
 from gsavl_cli.data.synthetic import WorldConfig, render_world
+from gsavl_cli.datasets import discover, get_dataset
 from gsavl_cli.errors import GsavlError, UsageError, WeightsError
-from gsavl_cli.io.layouts import discover
 from gsavl_cli.io.store import open_store
 from gsavl_cli.model import ModelConfig, build_localizer, config_from_preset, save_checkpoint
 from gsavl_cli.predictor import SamplerChoice
@@ -85,7 +84,7 @@ class DemoConfig:
             freeze_audio=True,
             standardize_audio=True,
             audio_seconds=self.vggish_seconds,
-            test_interpolation=test_interpolation_for("avsbench-s4"),
+            test_interpolation=get_dataset("avsbench-s4").test_interpolation,
         )
 
 

@@ -30,11 +30,11 @@ import torch.distributed as dist
 
 from gsavl_cli import __version__, metrics
 from gsavl_cli.choices import AudioMode, FrameMode
+from gsavl_cli.datasets import filter_subset, store_dataset
 from gsavl_cli.distributed import init_distributed
 from gsavl_cli.errors import UsageError
 from gsavl_cli.io.embedding_cache import EmbeddingCache
 from gsavl_cli.io.files import atomic_path, write_atomic
-from gsavl_cli.io.layouts import filter_subset
 from gsavl_cli.io.store import Store, hdf5_name, open_store
 from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES, Localizer
 from gsavl_cli.predictor import ClipInput, Predictor, PreparedClip, SamplerChoice, silent_like
@@ -438,10 +438,6 @@ def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
 
 def make_predictor(settings: EvalSettings, device: str) -> Predictor:
     """The Predictor every evaluation uses; image interpolation follows the dataset's protocol."""
-    from gsavl_cli.data.features import test_interpolation_for
-
-    with open_store(settings.data) as store:
-        layout = str(store.settings.get("layout", "folder"))
     return Predictor.from_checkpoint(
         settings.checkpoint,
         device=device,
@@ -451,7 +447,7 @@ def make_predictor(settings: EvalSettings, device: str) -> Predictor:
         resnet_checkpoint=settings.resnet_checkpoint,
         alpha=settings.alpha,
         align_corners=settings.align_corners,
-        interpolation=test_interpolation_for(layout),
+        interpolation=store_dataset(settings.data).test_interpolation,
         pretrained_prior=settings.pretrained_prior,
     )
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from gsavl_cli.datasets import list_videos
 from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.io import media
 from gsavl_cli.io.files import write_atomic, write_atomic_with
-from gsavl_cli.io.layouts import list_videos
 from gsavl_cli.model import ALIGN_CORNERS
 from gsavl_cli.predictor import Prediction, Predictor, SamplerChoice
 from gsavl_cli.viz.drawing import colourise

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from gsavl_cli.data import features
+from gsavl_cli.datasets import ClipSource, Ignored, get_dataset
 from gsavl_cli.errors import GsavlError, MediaError
 from gsavl_cli.io import media
-from gsavl_cli.io.layouts import ClipSource, Ignored
 from gsavl_cli.io.store import ClipRecord, StoreWriter
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -39,8 +39,8 @@ def make_settings(
     settings = dict(DEFAULT_SETTINGS, layout=layout)
     if frame_times is not None:
         settings["frame_times"] = [float(t) for t in frame_times]
-    if vggish_seconds is None and layout == "vggsound":
-        vggish_seconds = 3.0  # the VGGSound protocol's "middle 3 s"
+    if vggish_seconds is None:
+        vggish_seconds = get_dataset(layout).vggish_seconds  # VGGSound: the protocol's "middle 3 s"
     settings["vggish_seconds"] = vggish_seconds
     settings["vggish"] = {
         "window": 400,

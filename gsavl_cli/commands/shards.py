@@ -20,9 +20,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from gsavl_cli.datasets import ClipSource
 from gsavl_cli.errors import GsavlError, UsageError
 from gsavl_cli.io.files import atomic_path
-from gsavl_cli.io.layouts import ClipSource
 from gsavl_cli.io.store import SCHEMA_VERSION, check_schema
 
 SHARD_ATTR = "shard"

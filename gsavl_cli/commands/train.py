@@ -28,11 +28,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from gsavl_cli.commands.frozen_trunks import trunk_cache_for
 from gsavl_cli.data.clips import AudioVisualClips, collate
-from gsavl_cli.data.features import augmented_layout, train_transform_for
+from gsavl_cli.datasets import filter_subset, store_dataset
 from gsavl_cli.distributed import init_distributed
 from gsavl_cli.errors import GsavlError, UsageError
 from gsavl_cli.io.files import write_atomic
-from gsavl_cli.io.layouts import filter_subset
 from gsavl_cli.io.store import open_store
 from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
 from gsavl_cli.model.checkpoint import family_of
@@ -125,11 +124,8 @@ TIE_WARNING = (
 
 
 def _test_interpolation(path: Path) -> str:
-    """The test resize of the training data's protocol, recorded for `localize`."""
-    from gsavl_cli.data.features import test_interpolation_for
-
-    with open_store(path) as store:
-        return test_interpolation_for(str(store.settings.get("layout", "folder")))
+    """The test resize of the training data's protocol (its dataset layout's), recorded for `localize`."""
+    return store_dataset(path).test_interpolation
 
 
 def trained_audio_window(path: Path, audio_encoder: str = "vggish") -> float | None:
@@ -361,13 +357,12 @@ def _localizer_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
         test_interpolation=_test_interpolation(cfg.data),
     )
     cfg.lr = LOCALIZER_LR if cfg.lr is None else cfg.lr
-    with open_store(cfg.data) as store:
-        layout = str(store.settings.get("layout", "folder"))
+    layout = store_dataset(cfg.data)  # its protocol: augmentation or the plain test resize
     dataset = AudioVisualClips(
         cfg.data,
         _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude),
         cfg.model.audio_encoder,
-        train_transform_for(layout, cfg.model.image_size),
+        layout.train_transform(cfg.model.image_size),
     )
     if len(dataset) < 2:
         raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
@@ -386,7 +381,7 @@ def _localizer_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
     )
     optimizer = torch.optim.Adam(_trainable(model), lr=cfg.lr)
     validate = (lambda m: heatmap_metrics(m, cfg.val, val_ids, cfg.device)) if val_ids else None
-    cache = trunk_cache_for(model, len(dataset), augmented_layout(layout), world)
+    cache = trunk_cache_for(model, len(dataset), layout.augment, world)
     step = cache.step if cache is not None else _localizer_step
     return Recipe(dataset, collate, model, optimizer, step, validate, "ciou", contrastive=True)
 

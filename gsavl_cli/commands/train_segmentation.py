@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gsavl_cli import metrics
 from gsavl_cli.data.clips import SegmentationClips
+from gsavl_cli.datasets import store_dataset
 from gsavl_cli.errors import UsageError
 from gsavl_cli.io.store import open_store
 
@@ -31,14 +32,11 @@ VALIDATION_SPLITS = ("val", "test")
 
 DEFAULT_LR = 2e-5  # AVSegFormer / SSL2AVS: AdamW, lr 2e-5, batch 4
 DEFAULT_BATCH = 4
-EPOCHS_BY_LAYOUT = {"avsbench-ms3": 60}  # S4 (and anything else): 30
-DEFAULT_EPOCHS = 30
 
 
 def default_epochs(path: Path) -> int:
-    """AVSegFormer's schedule for the store's layout: MS3 60 epochs, S4 30."""
-    with open_store(path) as store:
-        return EPOCHS_BY_LAYOUT.get(str(store.settings.get("layout")), DEFAULT_EPOCHS)
+    """AVSegFormer's schedule for the store's layout (its `segmentation_epochs`: MS3 60, S4 30)."""
+    return store_dataset(path).segmentation_epochs
 
 
 def _annotated(store, ids: list[str]) -> list[str]:

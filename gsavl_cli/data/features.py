@@ -12,7 +12,8 @@ Two audio front ends (the GSAVL paper):
 Image transforms follow the original per dataset (docs/results.md, "Conventions"): VGGSound trains with
 EZ-VSL's augmentation (bicubic short-side resize to 1.1x, random crop, flip) and tests
 with a bicubic square resize; AVSBench trains and tests on a plain bilinear square
-resize; ImageNet normalisation throughout. `*_for(layout)` pick them by store layout.
+resize; ImageNet normalisation throughout. Which one a store gets is its dataset layout's
+choice (`gsavl_cli.datasets`: `Dataset.test_transform` / `train_transform`).
 """
 
 from __future__ import annotations
@@ -227,27 +228,7 @@ def ezvsl_spectrogram(
 # noise images against Pillow 13; tests/test_features.py checks it), so frames stay
 # tensors here and batch on any device.
 
-LAYOUT_NAMES = ("avsbench-s4", "avsbench-ms3", "avsbench-semantic", "vggsound", "folder")
-
-_TEST_INTERPOLATION = {
-    "avsbench-s4": "bilinear",  # the original's AVS dataset: transforms.Resize((224, 224)), PIL's default
-    "avsbench-ms3": "bilinear",
-    "avsbench-semantic": "bilinear",
-    "vggsound": "bicubic",  # the original's (and EZ-VSL's) VGG-SS test: Resize((224, 224), BICUBIC)
-    "folder": "bicubic",  # in-the-wild videos, like VGGSound: gsavl's choice, not the original's
-}
-"""The original's test-time resize per store layout (docs/results.md, "Conventions")."""
-
-_AUGMENTED_LAYOUTS = frozenset({"vggsound", "folder"})
-"""Layouts trained with EZ-VSL's augmentation; AVSBench was trained on plain resized frames."""
-
 _MODES = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
-
-
-def _check_layout(layout: str) -> str:
-    if layout not in _TEST_INTERPOLATION:
-        raise UsageError(f"unknown store layout {layout!r}", hint=f"known layouts: {', '.join(LAYOUT_NAMES)}")
-    return layout
 
 
 def _mode(interpolation: str | v2.InterpolationMode) -> v2.InterpolationMode:
@@ -256,11 +237,6 @@ def _mode(interpolation: str | v2.InterpolationMode) -> v2.InterpolationMode:
     if interpolation not in _MODES:
         raise UsageError(f"unknown interpolation {interpolation!r}", hint=f"choose from {', '.join(_MODES)}")
     return _MODES[interpolation]
-
-
-def test_interpolation_for(layout: str) -> str:
-    """The original's test resize for a store layout: "bilinear" (AVSBench) or "bicubic" (VGG-SS, folder)."""
-    return _TEST_INTERPOLATION[_check_layout(layout)]
 
 
 def _normalise() -> list[v2.Transform]:
@@ -273,16 +249,11 @@ def test_transform(
     """Evaluation transform: antialiased resize to size x size, ImageNet normalisation.
 
     HWC uint8 array or CHW uint8 tensor -> CHW float32. `interpolation` "bicubic" is
-    the VGG-SS protocol, "bilinear" AVSBench's (see `test_interpolation_for`).
+    the VGG-SS protocol, "bilinear" AVSBench's (a dataset layout's `test_interpolation`).
     """
     return v2.Compose(
         [v2.ToImage(), v2.Resize((size, size), interpolation=_mode(interpolation), antialias=True), *_normalise()]
     )
-
-
-def test_transform_for(layout: str, size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
-    """`test_transform` with the original's interpolation for the store's layout."""
-    return test_transform(size, test_interpolation_for(layout))
 
 
 def train_transform(size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
@@ -303,22 +274,4 @@ def train_transform(size: int = 224) -> Callable[[np.ndarray | torch.Tensor], to
     )
 
 
-def augmented_layout(layout: str) -> bool:
-    """Whether training on this layout augments frames (so a frame's trunk output changes per epoch)."""
-    return _check_layout(layout) in _AUGMENTED_LAYOUTS
-
-
-def train_transform_for(layout: str, size: int = 224) -> Callable[[np.ndarray | torch.Tensor], torch.Tensor]:
-    """The original's training transform for a store layout.
-
-    vggsound (and folder): `train_transform`'s augmentation. AVSBench layouts: no
-    augmentation, the plain bilinear size x size resize its test frames get.
-    """
-    if augmented_layout(layout):
-        return train_transform(size)
-    return test_transform(size, test_interpolation_for(layout))
-
-
-test_transform.__test__ = False  # not pytest tests, despite the names
-test_transform_for.__test__ = False
-test_interpolation_for.__test__ = False
+test_transform.__test__ = False  # not a pytest test, despite the name

@@ -1,1 +1,1 @@
-"""Reading and writing: ffmpeg media, the HDF5 store, dataset layouts on disk."""
+"""Reading and writing: ffmpeg media, the HDF5 store, embedding caches and mask archives (layouts: `gsavl_cli.datasets`)."""
