@@ -1,87 +1,23 @@
-"""Evaluation metrics of the two benchmarks GSAVL reports (docs/results.md).
+"""AVSBench (S4/MS3): F-score with beta^2 = 0.3 (M_F) and the benchmark's batch M_J / M_F.
 
-- AVSBench (S4/MS3): mask IoU (M_J) and F-score with beta^2 = 0.3 (M_F), following
-  the official AVSBench `utility.py` (`mask_iou`, `Eval_Fmeasure`). Two families, named
-  apart: `avsbench_miou` / `avsbench_fmeasure` / `avsbench_from_rows` are the
-  benchmark's batch metrics (they depend on how frames are batched); `mask_iou`,
-  `f_measure`, `f_measure_soft`, `frame_miou`, `frame_fmeasure` are per frame.
-- VGG-SS (EZ-VSL protocol): cIoU of the heatmap thresholded at its median, AP50 and
-  the AUC of the success curve, following EZ-VSL's `Evaluator` and `bbox2gtmap`.
-  AP50 uses cIoU >= 0.5 (EZ-VSL); the original GSAVL's AVS logs used 0.1 under that name.
-- The pointing game (is the heatmap's peak on the source?) and a model-free centre
-  prior as a sanity baseline.
-
-Inputs may be NumPy arrays or torch tensors; scores come back as Python floats.
-Masks that are not boolean are binarised with `> 0.5` (so 0/1, 0/255 and
-probabilities all work; probabilities > 0.5 is AVSBench's `sigmoid(logit) > 0.5`).
+Following the official AVSBench `utility.py` (`mask_iou`, `Eval_Fmeasure`); the
+per-frame IoU is `core.mask_iou`. Two families, named apart: `avsbench_miou` /
+`avsbench_fmeasure` / `avsbench_from_rows` are the benchmark's batch metrics (they
+depend on how frames are batched); `f_measure`, `f_measure_soft`, `frame_miou`,
+`frame_fmeasure` are per frame.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from gsavl_cli.errors import UsageError
-
-AUC_THRESHOLDS = 0.05 * np.arange(21)
-"""cIoU thresholds of the success curve, 0, 0.05, ..., 1.0, computed as EZ-VSL does."""
-
-
-def _numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _floats(values: Any) -> np.ndarray:
-    if isinstance(values, (torch.Tensor, np.ndarray)):
-        return _numpy(values).astype(float).ravel()
-    return np.asarray(list(values), dtype=float)
-
-
-def _binary(x: Any) -> np.ndarray:
-    arr = _numpy(x)
-    return arr if arr.dtype == bool else arr > 0.5
-
-
-def _same_shape(a: np.ndarray, b: np.ndarray, ndim: int) -> None:
-    if a.ndim != ndim or a.shape != b.shape:
-        raise UsageError(
-            f"prediction {a.shape} and ground truth {b.shape} must both have {ndim} dims and one shape",
-            hint="resize the prediction to the ground truth's size before scoring",
-        )
-
-
-def mask_iou_batch(preds: Any, gts: Any) -> np.ndarray:
-    """Per-frame IoU of binary masks [N,H,W] -> [N], the AVSBench way.
-
-    |P ∩ G| / |P ∪ G|; for an empty ground truth AVSBench scores the fraction of
-    pixels correctly predicted negative, |¬P ∩ ¬G| / (H*W) = 1 - mean(P), so an
-    empty prediction on an empty frame scores 1 and a full one scores 0. (AVSBench
-    adds eps=1e-7 to the union; with empty frames handled the union is never 0, so
-    the epsilon only shifts scores by ~1e-7/|P ∪ G| and is left out.)
-    """
-    p, g = _binary(preds), _binary(gts)
-    _same_shape(p, g, 3)
-    inter = (p & g).sum(axis=(1, 2))
-    union = (p | g).sum(axis=(1, 2))
-    empty = ~g.any(axis=(1, 2))
-    true_neg = (~p & ~g).sum(axis=(1, 2))
-    pixels = p.shape[1] * p.shape[2]
-    numerator = np.where(empty, true_neg, inter)
-    denominator = np.where(empty, pixels, union)
-    return numerator / np.maximum(denominator, 1)
-
-
-def mask_iou(pred: Any, gt: Any) -> float:
-    """IoU of one binary mask [H,W] with AVSBench's empty-ground-truth rule (see `mask_iou_batch`)."""
-    p, g = _binary(pred), _binary(gt)
-    _same_shape(p, g, 2)
-    return float(mask_iou_batch(p[None], g[None])[0])
+from gsavl_cli.metrics.core import as_numpy, binary, check_same_shape, iou_counts, mask_iou_batch
 
 
 def _f_from_counts(tp: np.ndarray, n_pred: np.ndarray, n_gt: int, beta2: float) -> np.ndarray:
@@ -99,8 +35,8 @@ def f_measure(pred: Any, gt: Any, beta2: float = 0.3) -> float:
     truth alone -> 0.0. The benchmark itself skips frames with an empty ground truth
     (S4 has none); `f_measure_soft` reproduces that by returning NaN.
     """
-    p, g = _binary(pred), _binary(gt)
-    _same_shape(p, g, 2)
+    p, g = binary(pred), binary(gt)
+    check_same_shape(p, g, 2)
     n_gt, n_pred = int(g.sum()), int(p.sum())
     if n_gt == 0 or n_pred == 0:
         return 1.0 if n_gt == n_pred else 0.0
@@ -116,8 +52,8 @@ def f_measure_curve(prob_map: Any, gt: Any, beta2: float = 0.3, n_thresholds: in
     (the `avsbench_*` functions apply the sigmoid first). Returns [n_thresholds]; all NaN
     when the ground truth is empty, a frame the benchmark leaves out.
     """
-    prob, g = _numpy(prob_map).astype(np.float32), _binary(gt)
-    _same_shape(prob, g, 2)
+    prob, g = as_numpy(prob_map).astype(np.float32), binary(gt)
+    check_same_shape(prob, g, 2)
     thresholds = avsbench_thresholds(n_thresholds)
     n_gt = int(g.sum())
     if n_gt == 0:
@@ -149,6 +85,7 @@ def f_measure_soft(prob_map: Any, gt: Any, beta2: float = 0.3, n_thresholds: int
 # benchmark does (it applies a sigmoid first): hard 0/1 masks then become 0.5 / 0.73,
 # IoU still works, and the F sweep sees two levels, i.e. max(F(all pixels), F(mask)).
 
+
 AVS_BATCH_FRAMES = 5
 """Frames per test batch in AVSBench's loader: one video of 5 frames (AVSegFormer's released S4 / MS3 configs: 2 videos, 10, scored at 512x512)."""
 
@@ -163,13 +100,13 @@ def avsbench_thresholds(n_thresholds: int = 255) -> np.ndarray:
 
 def _avs_scores(preds: Any, from_logits: bool) -> np.ndarray:
     """float32 scores in [0,1]: sigmoid of logits (the benchmark), or the given probabilities."""
-    scores = torch.as_tensor(_numpy(preds)).to(torch.float32)
+    scores = torch.as_tensor(as_numpy(preds)).to(torch.float32)
     return (torch.sigmoid(scores) if from_logits else scores).numpy()
 
 
 def _avs_inputs(preds: Any, gts: Any, from_logits: bool) -> tuple[np.ndarray, np.ndarray]:
-    scores, masks = _avs_scores(preds, from_logits), _binary(gts)
-    _same_shape(scores, masks, 3)
+    scores, masks = _avs_scores(preds, from_logits), binary(gts)
+    check_same_shape(scores, masks, 3)
     return scores, masks
 
 
@@ -181,11 +118,8 @@ def _batches(count: int, batch: int) -> list[slice]:
 
 def _avs_iou(scores: np.ndarray, masks: np.ndarray, eps: float) -> np.ndarray:
     """Per-frame IoU of `scores > 0.5` with the empty-ground-truth rule and the benchmark's eps."""
-    pred = scores > 0.5
-    empty = ~masks.any(axis=(1, 2))
-    inter = np.where(empty, (~pred & ~masks).sum(axis=(1, 2)), (pred & masks).sum(axis=(1, 2)))
-    union = np.where(empty, pred.shape[1] * pred.shape[2], (pred | masks).sum(axis=(1, 2)))
-    return inter / (union + eps)
+    numerator, denominator = iou_counts(scores > 0.5, masks)
+    return numerator / (denominator + eps)
 
 
 def avsbench_miou(
@@ -318,156 +252,3 @@ def avsbench_from_rows(rows: Sequence[dict], videos_per_batch: int = 1, beta2: f
         best = [float(c.max()) for b in curves for c in b]
         out["frame_fmeasure"] = float(np.mean(best)) if best else None
     return out
-
-
-def median_threshold(heatmap: Any) -> float:
-    """EZ-VSL's threshold: the value at index int(N/2) of the ascending-sorted heatmap."""
-    flat = _numpy(heatmap).ravel()
-    k = int(0.5 * flat.size)
-    return float(np.partition(flat, k)[k])
-
-
-def ciou_of_mask(pred_mask: Any, gt: Any) -> float:
-    """cIoU of a binary prediction: |P ∩ G| / (|G| + |P ∩ ¬G|); 0.0 for an empty ground truth.
-
-    With a binary ground truth (VGG-SS) this equals IoU; the "consensus" weighting of
-    Flickr-SoundNet's soft maps is not supported (non-bool gt is binarised at 0.5).
-    """
-    p, g = _binary(pred_mask), _binary(gt)
-    _same_shape(p, g, 2)
-    denom = int(g.sum()) + int((p & ~g).sum())
-    return float((p & g).sum() / denom) if g.any() else 0.0
-
-
-def ciou(heatmap: Any, gt: Any, threshold: float | None = None) -> float:
-    """cIoU of a heatmap [H,W] with the VGG-SS / EZ-VSL protocol.
-
-    The prediction is `heatmap >= threshold`, the threshold being `median_threshold`
-    (the top 50% of pixels, ties included) unless given. An empty ground truth scores
-    0.0 (EZ-VSL would give 0, or NaN when the prediction is empty too).
-    """
-    h = _numpy(heatmap)
-    t = median_threshold(h) if threshold is None else threshold
-    return ciou_of_mask(h >= t, gt)
-
-
-def ap50(cious: Iterable[float], threshold: float = 0.5) -> float:
-    """Fraction of samples with cIoU >= 0.5 (NaN counts as a miss); NaN for no samples.
-
-    0.5 is EZ-VSL's definition; the original GSAVL's `finalize_AP50` used 0.1 (pass
-    `threshold=0.1` to compare with its logs).
-    """
-    values = _floats(cious)
-    return float(np.mean(values >= threshold)) if values.size else math.nan
-
-
-def success_curve(cious: Iterable[float]) -> np.ndarray:
-    """success(t) = fraction of samples with cIoU >= t, for t in `AUC_THRESHOLDS`."""
-    values = _floats(cious)
-    return (values[None, :] >= AUC_THRESHOLDS[:, None]).mean(axis=1)
-
-
-def auc(cious: Iterable[float]) -> float:
-    """Area under the success curve over t = 0, 0.05, ..., 1.0, by the trapezoid rule.
-
-    Same as EZ-VSL's `sklearn.metrics.auc(thr, success)` with thr = [0.05*i for i in
-    range(21)]: all cIoU = 1 gives 1.0, all 0 gives 0.025. NaN for no samples.
-    """
-    values = _floats(cious)
-    return float(np.trapezoid(success_curve(values), AUC_THRESHOLDS)) if values.size else math.nan
-
-
-def _grid_shape(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    height, width = size
-    return int(height), int(width)
-
-
-def boxes_to_mask(boxes: Any, size: int | Sequence[int] = 224, normalized: bool = True) -> np.ndarray:
-    """Union of [x1,y1,x2,y2] boxes as a bool mask [H,W], EZ-VSL's `bbox2gtmap` convention.
-
-    size: an int for a square grid or (height, width). Normalised boxes are clipped to
-    [0,1] and scaled by (W, H); pixel boxes (`normalized=False`) are clipped to [0,W] x
-    [0,H]. Coordinates are then truncated to int and the box covers
-    rows int(y1):int(y2), columns int(x1):int(x2) (end exclusive). A box with x1 >= x2
-    or y1 >= y2 is empty, as in EZ-VSL (no reordering). Non-finite coordinates raise.
-    """
-    height, width = _grid_shape(size)
-    raw = _numpy(boxes).astype(float)
-    if raw.size % 4:
-        raise UsageError(f"boxes must be rows of [x1, y1, x2, y2], got shape {raw.shape}")
-    coords = raw.reshape(-1, 4)
-    if not np.isfinite(coords).all():
-        raise UsageError("box coordinates must be finite numbers", hint="fix or drop the corrupt annotation")
-    scale = np.array([width, height, width, height], dtype=float)
-    pixels = (np.clip(coords, 0, 1) * scale if normalized else np.clip(coords, 0, scale)).astype(int)
-    x1, y1, x2, y2 = (pixels[:, i, None, None] for i in range(4))
-    rows, cols = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
-    inside = (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
-    return inside.any(axis=0)
-
-
-def pointing_hit(point_xy: Sequence[float], gt: Any) -> bool:
-    """Whether the point (x = column, y = row, pixels) falls on the ground truth.
-
-    Pixel centres sit at integer coordinates, so a float point is rounded half up to
-    the nearest pixel (floor(v + 0.5)); a point outside the frame is a miss.
-    """
-    g = _binary(gt)
-    col, row = (math.floor(float(v) + 0.5) for v in point_xy)
-    return bool(0 <= row < g.shape[0] and 0 <= col < g.shape[1] and g[row, col])
-
-
-def pointing_game(heatmap: Any, gt: Any) -> bool:
-    """Whether the heatmap's peak lies on the ground truth; ties go to the first peak in row-major order."""
-    h, g = _numpy(heatmap), _binary(gt)
-    _same_shape(h, g, 2)
-    row, col = np.unravel_index(int(np.argmax(h)), h.shape)
-    return bool(g[row, col])
-
-
-def _valid(rows: Sequence[dict], key: str) -> np.ndarray:
-    values = [float(r[key]) for r in rows if r.get(key) is not None]
-    arr = np.asarray(values, dtype=float)
-    return arr[~np.isnan(arr)]
-
-
-def _mean_or_none(values: np.ndarray) -> float | None:
-    return float(values.mean()) if values.size else None
-
-
-def summarize(rows: Sequence[dict]) -> dict:
-    """Aggregate per-sample dicts (optional keys iou, mask_f, ciou, pointing) into dataset scores.
-
-    Returns {"n", "miou", "mask_f", "ciou", "ap50", "auc", "pointing_game"}; a score is
-    None when no sample has a usable value for it. None and NaN entries are ignored
-    (so NaN F-scores of empty-ground-truth frames drop out, as in AVSBench).
-    """
-    cious = _valid(rows, "ciou")
-    return {
-        "n": len(rows),
-        "miou": _mean_or_none(_valid(rows, "iou")),
-        "mask_f": _mean_or_none(_valid(rows, "mask_f")),
-        "ciou": _mean_or_none(cious),
-        "ap50": ap50(cious) if cious.size else None,
-        "auc": auc(cious) if cious.size else None,
-        "pointing_game": _mean_or_none(_valid(rows, "pointing")),
-    }
-
-
-def centre_prior(height: int, width: int) -> np.ndarray:
-    """A model-free baseline heatmap [H,W]: a cone centred on the frame.
-
-    value = 1 - rho/2, rho being the distance from the centre in units of the
-    centred ellipse (a disc on a square frame) that covers half the frame's area:
-    semi-axes sqrt(1/(2 pi)) * (W, H). So `>= 0.5` is exactly that half-area
-    ellipse, the median threshold of the cIoU protocol selects it up to pixel
-    discretisation, and the values stay in (0.11, 1] (no ties, unlike a flat disc,
-    whose median threshold would take the whole frame if the disc fell one pixel short).
-    """
-    semi_axis = math.sqrt(0.5 / math.pi)
-    ys = ((np.arange(height) + 0.5) / height - 0.5) / semi_axis
-    xs = ((np.arange(width) + 0.5) / width - 0.5) / semi_axis
-    rho = np.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
-    return 1.0 - rho / 2.0
