@@ -1,7 +1,7 @@
 """Frames/s and peak memory of `gsavl localize` over whole videos: memory must not grow with length.
 
 For each clip length (default 30 s and 60 s) a synthetic clip with moving objects is
-rendered at --size and 25 frames/s (`gsavl_cli.data.synthetic_video`), then a FRESH
+rendered at --size and 25 frames/s (`gsavl_cli.data.synthetic.video`), then a FRESH
 subprocess runs `localize_video` on it, writing the overlay video (with the audio muxed
 back), the mask archive and the JSON timeline. Each subprocess reports frames/s, its
 resident memory once the models are built, its resident memory after the first, middle
@@ -32,7 +32,7 @@ import _common
 import torch
 
 from gsavl_cli.commands.localize_video import VideoSettings, localize_video
-from gsavl_cli.data.synthetic_video import render_video
+from gsavl_cli.data.synthetic import render_video
 from gsavl_cli.model import build_localizer, config_from_preset
 from gsavl_cli.predictor import Predictor, SamplerChoice
 from gsavl_cli.segment import SAM_ARCHS, RegionSegmenter, SamSegmenter

@@ -2,7 +2,7 @@
 
 Renders synthetic clips with three objects moving at --speed x width per second; the
 first sounds for the first half of the clip, the second for the rest
-(`gsavl_cli.data.synthetic_video`). Each clip is localized every --every seconds with
+(`gsavl_cli.data.synthetic.video`). Each clip is localized every --every seconds with
 each smoothing time constant (`none` = off) through `localize_video` (naive sampler,
 region segmenter) and every frame is scored against the sounding object's true mask:
 pointing game (the prompt on the object) and IoU, over all frames and over the 1.5 s
@@ -32,8 +32,7 @@ from test_video import colour_localizer
 
 from gsavl_cli import metrics
 from gsavl_cli.commands.localize_video import VideoSettings, localize_video
-from gsavl_cli.data.synthetic import CLASSES
-from gsavl_cli.data.synthetic_video import render_video
+from gsavl_cli.data.synthetic import CLASSES, render_video
 from gsavl_cli.io.masks import read_masks
 from gsavl_cli.model import save_checkpoint
 from gsavl_cli.predictor import Predictor, SamplerChoice

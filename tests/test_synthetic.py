@@ -11,7 +11,7 @@ import torch
 import torchaudio
 
 from gsavl_cli.data import synthetic
-from gsavl_cli.data.synthetic import CLASS_SPECS, CLASSES, WorldConfig, class_sound, render_world
+from gsavl_cli.data.synthetic import CLASS_SPECS, CLASSES, WorldConfig, class_sound, encode, render_world
 from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.io import media
 
@@ -157,7 +157,7 @@ def test_unknown_class_lists_the_known_ones(tiny_clip):
 
 
 def test_failed_encode_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic, "_codecs", lambda: ({"c:v": "no_such_codec"}, {}))
+    monkeypatch.setattr(encode, "codecs", lambda: ({"c:v": "no_such_codec"}, {}))
     path = tmp_path / "out.mp4"
     with pytest.raises(MediaError, match="cannot write out.mp4"):
         synthetic.write_video(path, np.zeros((4, 16, 16, 3), np.uint8), 8)

@@ -41,8 +41,16 @@ from gsavl_cli.commands.localize_video import (
     localize_video,
 )
 from gsavl_cli.data import features
-from gsavl_cli.data.synthetic import CLASSES, class_sound, render_clip, render_scene
-from gsavl_cli.data.synthetic_video import RenderedVideo, Sounding, make_scene, render_video
+from gsavl_cli.data.synthetic import (
+    CLASSES,
+    RenderedVideo,
+    Sounding,
+    class_sound,
+    make_scene,
+    render_clip,
+    render_scene,
+    render_video,
+)
 from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.io import media
 from gsavl_cli.io.masks import mask_writer, read_masks, write_mask_pngs, write_masks

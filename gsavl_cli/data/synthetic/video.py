@@ -1,6 +1,6 @@
 """Longer synthetic clips for temporal behaviour: moving objects and a sound timeline.
 
-The objects and sounds are those of `synthetic` (same shapes, colours and class
+The objects and sounds are those of the synthetic world (same shapes, colours and class
 sounds). Each object moves in its own horizontal lane, bouncing off the frame's
 edges, so objects never overlap and every object's mask is exact at any time. A
 timeline says which object sounds when: by default the first object sounds for the
@@ -19,21 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gsavl_cli.data.synthetic import (
-    _SHAPES,
-    CLASSES,
-    SAMPLE_RATE,
-    _background,
-    _check_size,
-    _codecs,
-    _reflect,
-    _spec,
-    class_sound,
-    wav_bytes,
-)
+from gsavl_cli.data.synthetic.classes import CLASSES, class_mask, class_spec
+from gsavl_cli.data.synthetic.config import check_size
+from gsavl_cli.data.synthetic.encode import clip_writer
+from gsavl_cli.data.synthetic.scene import background_image, reflect
+from gsavl_cli.data.synthetic.sound import SAMPLE_RATE, class_sound
 from gsavl_cli.errors import UsageError
-from gsavl_cli.io.files import temp_sibling
-from gsavl_cli.io.media import video_writer
 
 _FADE_SECONDS = 0.01  # short ramps so that a sound starting or stopping does not click
 
@@ -76,8 +67,8 @@ class MovingScene:
         path = self.start[None] + self.velocity[None] * t[..., None]
         top = np.array([self._lane(k)[0] for k in range(len(self.radii))]) + self.radii
         bottom = np.array([self._lane(k)[1] for k in range(len(self.radii))]) - self.radii
-        x = _reflect(path[..., 0], self.radii[None], self.width - self.radii[None])
-        y = _reflect(path[..., 1], top[None], bottom[None])
+        x = reflect(path[..., 0], self.radii[None], self.width - self.radii[None])
+        y = reflect(path[..., 1], top[None], bottom[None])
         return np.stack([x, y], axis=-1)
 
     def object_masks(self, times: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -88,7 +79,7 @@ class MovingScene:
         for k, category in enumerate(self.categories):
             dx = xs[None] - centres[:, k, 0, None, None]
             dy = ys[None] - centres[:, k, 1, None, None]
-            masks[:, k] = _SHAPES[_spec(category).shape](dx, dy, self.radii[k])
+            masks[:, k] = class_mask(category, dx, dy, self.radii[k])
         return masks
 
     def sounding(self, time: float) -> int | None:
@@ -120,7 +111,7 @@ class MovingScene:
         masks = self.object_masks(times)
         image = np.repeat(self.background[None], len(masks), axis=0)
         for k, category in enumerate(self.categories):
-            colour = np.asarray(_spec(category).colour, dtype=np.float64) + self.shade
+            colour = np.asarray(class_spec(category).colour, dtype=np.float64) + self.shade
             image = np.where(masks[:, k, ..., None], colour, image)
         return np.clip(image, 0, 255).round().astype(np.uint8)
 
@@ -170,11 +161,11 @@ def make_scene(
     seed: int = 0,
 ) -> MovingScene:
     """A scene of `categories` (one lane each) moving at about `speed` x width per second."""
-    _check_size(width, height, 1)
+    check_size(width, height, 1)
     if len(categories) < 1 or len(set(categories)) != len(categories):
         raise UsageError("a moving scene needs one or more distinct classes", hint=f"choose from {', '.join(CLASSES)}")
     for category in categories:
-        _spec(category)
+        class_spec(category)
     timeline = tuple(default_timeline(seconds) if timeline is None else timeline)
     for span in timeline:
         if not 0 <= span.obj < len(categories) or span.end <= span.start:
@@ -195,7 +186,7 @@ def make_scene(
         np.stack([x, y], axis=1),
         np.stack([vx, vy], axis=1),
         timeline,
-        _background(rng, height, width),
+        background_image(rng, height, width),
         rng.normal(0, 8, (height, width, 1)),
     )
 
@@ -214,7 +205,7 @@ def render_video(
     chunk_size: int = 32,
 ) -> RenderedVideo:
     """Render a moving scene with its sound timeline to a video file, `chunk_size` frames at a time."""
-    _check_size(width, height, fps)
+    check_size(width, height, fps)
     if seconds <= 0:
         raise UsageError(f"a clip must last more than 0 s, got {seconds}")
     scene = make_scene(
@@ -222,17 +213,8 @@ def render_video(
     )
     waveform = scene.waveform(seconds, np.random.default_rng([seed, 1]))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wav = temp_sibling(path.with_suffix(".wav"))
-    try:
-        wav.write_bytes(wav_bytes(waveform, SAMPLE_RATE))
-        video_options, audio_options = _codecs()
-        with video_writer(
-            path, fps=fps, size=(width, height), audio=wav, video_options=video_options, audio_options=audio_options
-        ) as out:
-            count = round(seconds * fps)
-            for begin in range(0, count, chunk_size):
-                out.write(scene.frames(np.arange(begin, min(begin + chunk_size, count)) / fps))
-    finally:
-        wav.unlink(missing_ok=True)
+    with clip_writer(path, fps, (width, height), waveform) as out:
+        count = round(seconds * fps)
+        for begin in range(0, count, chunk_size):
+            out.write(scene.frames(np.arange(begin, min(begin + chunk_size, count)) / fps))
     return RenderedVideo(path, scene, fps, seconds, waveform)
