@@ -10,10 +10,8 @@ missing file is a `WeightsError` that names the file, its URL and where to put i
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +127,8 @@ _OPTIONS = {
 
 # torch hub's convention: `name-<sha256 prefix>.ext`.
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+# The digest in the error torch hub raises when a download's sha256 does not match.
+_HASH_GOT = re.compile(r'got "([a-f0-9]+)"')
 
 # Original GSAVL / EZ-VSL checkpoints store validation scores as NumPy scalars; these
 # are plain data, so they may be unpickled under `weights_only=True`. The reconstructor
@@ -256,38 +256,20 @@ def _missing(spec: WeightSpec, target: Path, reason: str | None = None) -> Weigh
 
 
 def _download(spec: WeightSpec, target: Path, progress: bool) -> None:
-    """Download into a temp file next to `target`, verify it, then rename atomically."""
+    """torch hub's download: into a temporary file beside `target`, checked against the
+    sha256 (full, or the prefix in the name) and only then moved to `target`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    partial = Path(name)
-    try:
-        try:
-            torch.hub.download_url_to_file(spec.url, str(partial), progress=progress)
-        except (URLError, OSError) as exc:  # HTTPError is a URLError
-            raise _missing(spec, target, reason=f"download failed: {exc}") from exc
-        _verify(spec, partial)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _verify(spec: WeightSpec, path: Path) -> None:
     expected = expected_sha256(spec)
-    if expected is None:
-        return
-    digest = _sha256(path)
-    if not digest.startswith(expected):
+    try:
+        torch.hub.download_url_to_file(spec.url, str(target), hash_prefix=expected, progress=progress)
+    except (URLError, OSError) as exc:  # HTTPError is a URLError
+        raise _missing(spec, target, reason=f"download failed: {exc}") from exc
+    except RuntimeError as exc:  # torch hub's 'invalid hash value (expected "...", got "<sha256>")'
+        if expected is None or "hash" not in str(exc):
+            raise
+        got = _HASH_GOT.search(str(exc))
+        found = f"sha256 {got.group(1)[:16]}..., " if got else ""
         raise WeightsError(
-            f"checksum mismatch for downloaded {spec.filename}: sha256 {digest[:16]}..., "
-            f"expected {expected[:16]}...; the file was deleted",
+            f"checksum mismatch for downloaded {spec.filename}: {found}expected {expected[:16]}...; the file was deleted",
             hint=f"try again; if it persists download {spec.url} yourself and pass {_option(spec.name)} PATH",
-        )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        ) from exc

@@ -19,6 +19,8 @@ import torch
 from gsavl_cli import weights
 from gsavl_cli.errors import UsageError, WeightsError
 
+REAL_DOWNLOAD = torch.hub.download_url_to_file  # before any test replaces it
+
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -35,8 +37,13 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def fake_download(content: bytes, calls: list[str]):
+    """torch hub's contract: `dst` appears only if the sha256 starts with `hash_prefix`, else a RuntimeError."""
+
     def download(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
         calls.append(url)
+        digest = hashlib.sha256(content).hexdigest()
+        if hash_prefix is not None and not digest.startswith(hash_prefix):
+            raise RuntimeError(f'invalid hash value (expected "{hash_prefix}", got "{digest}")')
         Path(dst).write_bytes(content)
 
     return download
@@ -151,6 +158,24 @@ def test_download_checks_hash_prefix_in_name(isolated_cache: Path, monkeypatch: 
     with pytest.raises(WeightsError, match="checksum mismatch"):
         weights.resolve_weights("vggish", progress=False)
     assert list(isolated_cache.iterdir()) == []
+
+
+def test_real_torch_hub_download_from_a_local_url(
+    tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch hub's own download (a file:// URL, no network): hash checked, nothing left behind."""
+    source = tmp_path / "vggish.pth"
+    source.write_bytes(b"served bytes")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", REAL_DOWNLOAD)
+    bad = replace(weights.WEIGHTS["vggish"], url=source.as_uri(), sha256="0" * 64)
+    monkeypatch.setitem(weights.WEIGHTS, "vggish", bad)
+    with pytest.raises(WeightsError, match=r"checksum mismatch .*: sha256 [0-9a-f]{16}\.\.\., expected 0000"):
+        weights.resolve_weights("vggish", progress=False)
+    assert list(isolated_cache.iterdir()) == []
+    good = replace(bad, sha256=hashlib.sha256(b"served bytes").hexdigest())
+    monkeypatch.setitem(weights.WEIGHTS, "vggish", good)
+    path = weights.resolve_weights("vggish", progress=False)
+    assert path.read_bytes() == b"served bytes" and list(isolated_cache.iterdir()) == [path]
 
 
 def test_cached_file_of_wrong_size_is_not_used(isolated_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
