@@ -188,6 +188,37 @@ def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+def test_augmentation_flips_and_crops_frames_and_masks_together(s4_h5):
+    """Pinned: the flip and crop of `augment` as first written (slicing + bilinear interpolate, masks rounded)."""
+    from gsavl_cli.data.clips import SegmentationClips
+    from gsavl_cli.io.store import open_store
+
+    ids = list(open_store(s4_h5))[:3]
+    plain, augmented = SegmentationClips(s4_h5, ids, 32), SegmentationClips(s4_h5, ids, 32, augment=True)
+
+    def reference(images, masks, size=32):
+        if torch.rand(()) < 0.5:
+            images, masks = images.flip(-1), masks.flip(-1)
+        side = int(size * (0.7 + 0.3 * float(torch.rand(()))))
+        top, left = (int(torch.randint(0, size - side + 1, ())) for _ in range(2))
+        crop = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
+        resize = dict(size=(size, size), mode="bilinear", align_corners=False)
+        images = torch.nn.functional.interpolate(images[crop], **resize)
+        return images, torch.nn.functional.interpolate(masks[:, None][crop], **resize)[:, 0].round()
+
+    flipped = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        got = augmented[seed % len(ids)]
+        torch.manual_seed(seed)
+        flipped.add(bool(torch.rand(()) < 0.5))
+        torch.manual_seed(seed)
+        base = plain[seed % len(ids)]
+        images, masks = reference(base["images"], base["masks"])
+        assert torch.equal(got["images"], images) and torch.equal(got["masks"], masks)
+    assert flipped == {True, False}
+
+
 def test_training_refuses_a_store_without_masks(tmp_path):
     rng = np.random.default_rng(0)
     with StoreWriter(tmp_path / "nomask.h5", make_settings("folder")) as writer:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from gsavl_cli.data.features import test_transform
 from gsavl_cli.errors import UsageError
@@ -134,15 +136,20 @@ class SegmentationClips(Dataset):
         return out
 
     def _augmented(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same flip and crop for the frames [F,3,S,S] and their masks [F,S,S].
+
+        torchvision's functional ops with our own draws (v2's random transforms draw
+        differently); the masks are resized bilinearly and rounded like the frames, not
+        as `tv_tensors.Mask`, which v2 resizes with nearest neighbours.
+        """
         if torch.rand(()) < 0.5:
-            images, masks = images.flip(-1), masks.flip(-1)
+            images, masks = TF.horizontal_flip(images), TF.horizontal_flip(masks)
         side = int(self.size * (0.7 + 0.3 * float(torch.rand(()))))
         top, left = (int(torch.randint(0, self.size - side + 1, ())) for _ in range(2))
-        crop = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
-        resize = dict(size=(self.size, self.size), mode="bilinear", align_corners=False)
-        images = torch.nn.functional.interpolate(images[crop], **resize)
-        masks = torch.nn.functional.interpolate(masks[:, None][crop], **resize)[:, 0].round()
-        return images, masks
+        crop = dict(top=top, left=left, height=side, width=side, size=[self.size, self.size])
+        images = TF.resized_crop(images, **crop, interpolation=InterpolationMode.BILINEAR, antialias=False)
+        masks = TF.resized_crop(masks[:, None], **crop, interpolation=InterpolationMode.BILINEAR, antialias=False)
+        return images, masks[:, 0].round()
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         clip = self.ids[index]
