@@ -16,7 +16,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -481,7 +481,7 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
         if settings.embedding_cache is not None and predictor.segmenter.name == "sam":
             name = settings.sam_checkpoint.name if settings.sam_checkpoint else "default"
             predictor.embedding_cache = stack.enter_context(
-                _closing(EmbeddingCache(settings.embedding_cache, f"{settings.sam_model}:{name}"))
+                closing(EmbeddingCache(settings.embedding_cache, f"{settings.sam_model}:{name}"))
             )
         heat_out = None
         if settings.save_heatmaps is not None and world == 1:
@@ -532,16 +532,3 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
             title = f"gsavl eval · {settings.data.name} · {reporter.map_name} / {reporter.sampler or 'heatmap'} · {predictor.segmenter.name} segmenter"
             reporter.write(title, shown)
     return summary
-
-
-class _closing:
-    """Context manager that closes an EmbeddingCache."""
-
-    def __init__(self, cache: EmbeddingCache) -> None:
-        self.cache = cache
-
-    def __enter__(self) -> EmbeddingCache:
-        return self.cache
-
-    def __exit__(self, *exc: object) -> None:
-        self.cache.close()
