@@ -35,7 +35,7 @@ CLASSES: list[str] = [spec.name for spec in CLASS_SPECS]
 _SPECS = {spec.name: spec for spec in CLASS_SPECS}
 
 # Each shape maps offsets from the centre (dx, dy) and a radius r to an inside mask.
-_SHAPES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+_SHAPES: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
     "circle": lambda dx, dy, r: dx**2 + dy**2 <= r**2,
     "square": lambda dx, dy, r: np.maximum(abs(dx), abs(dy)) <= 0.85 * r,
     "triangle": lambda dx, dy, r: (dy <= 0.5 * r) & (abs(dx) <= (dy + r) * 0.577),
@@ -54,6 +54,6 @@ def class_spec(category: str) -> SoundClass:
     return _SPECS[category]
 
 
-def class_mask(category: str, dx: np.ndarray, dy: np.ndarray, radius: float | np.ndarray) -> np.ndarray:
+def class_mask(category: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
     """Where an object of `category` with `radius` covers pixels at offsets (dx, dy) from its centre."""
     return _SHAPES[class_spec(category).shape](dx, dy, radius)
