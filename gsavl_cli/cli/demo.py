@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from gsavl_cli.choices import SamModel
 from gsavl_cli.cli.app import command
 from gsavl_cli.cli.eval import percent
 from gsavl_cli.cli.options import SamCkptOpt, SamModelOpt
@@ -22,7 +23,7 @@ def demo(
     train_clips: Annotated[int | None, typer.Option(help="Synthetic training clips (default 128).")] = None,
     test_clips: Annotated[int | None, typer.Option(help="Synthetic test clips (default 64).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default 30).")] = None,
-    sam_model: SamModelOpt = "vit_h",
+    sam_model: SamModelOpt = SamModel.vit_h,
     sam_checkpoint: SamCkptOpt = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the metrics and output paths as JSON on stdout.")
@@ -32,7 +33,9 @@ def demo(
     from gsavl_cli.commands.demo import DemoConfig, run_demo
     from gsavl_cli.console import resolve_device
 
-    given = {k: v for k, v in {"n_train": train_clips, "n_test": test_clips, "epochs": epochs}.items() if v is not None}
+    given: dict[str, Any] = {
+        k: v for k, v in {"n_train": train_clips, "n_test": test_clips, "epochs": epochs}.items() if v is not None
+    }
     summary = run_demo(
         folder,
         DemoConfig(**given, seed=OPTIONS.seed % 1000),

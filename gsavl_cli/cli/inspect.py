@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -34,7 +34,7 @@ def inspect(
 
     with open_store(file) as store:
         shown = store.ids if clips < 0 else store.ids[:clips]
-        details = []
+        details: list[dict[str, Any]] = []
         for clip_id in shown:
             arrays = store.arrays(clip_id)
             details.append(
@@ -61,11 +61,11 @@ def inspect(
     err.print(settings)
     table = Table("clip", "split", "category", "arrays", "annotations", title=f"first {len(details)} clips")
     for item in details:
-        arrays = ", ".join(f"{k} {tuple(v['shape'])}" for k, v in item["arrays"].items() if k not in ("masks", "boxes"))
+        shapes = ", ".join(f"{k} {tuple(v['shape'])}" for k, v in item["arrays"].items() if k not in ("masks", "boxes"))
         notes = (
             ", ".join(f"{k} {tuple(v['shape'])}" for k, v in item["arrays"].items() if k in ("masks", "boxes")) or "-"
         )
-        table.add_row(item["id"], str(item["meta"].get("split")), str(item["meta"].get("category")), arrays, notes)
+        table.add_row(item["id"], str(item["meta"].get("split")), str(item["meta"].get("category")), shapes, notes)
     err.print(table)
 
 
