@@ -27,3 +27,28 @@ def test_prefetch_keeps_order_and_passes_errors_on():
         for item in prefetch(broken()):
             got.append(item)
     assert got == [1]
+
+
+def test_the_cli_defaults_are_the_settings_defaults():
+    """The settings dataclasses hold the defaults; the CLI, kept light to import (no torch), repeats them: checked here."""
+    import dataclasses
+
+    from typer.main import get_command
+
+    from gsavl_cli.cli import app
+    from gsavl_cli.commands.evaluate import EvalSettings
+    from gsavl_cli.commands.localize import LocalizeSettings
+    from gsavl_cli.commands.train import TrainConfig
+
+    def plain(value):
+        return getattr(value, "value", value)
+
+    commands = get_command(app).commands
+    checked = 0
+    for name, settings in (("eval", EvalSettings), ("localize", LocalizeSettings), ("train", TrainConfig)):
+        defaults = {f.name: f.default for f in dataclasses.fields(settings) if f.default is not dataclasses.MISSING}
+        for param in commands[name].params:
+            if param.name in defaults and param.default is not None:
+                assert plain(param.default) == plain(defaults[param.name]), (name, param.name)
+                checked += 1
+    assert checked >= 25

@@ -342,21 +342,23 @@ def test_samplers_listing():
     assert names["prob"]["params"] == {"p": 0.01, "n": 3, "ties": False} and names["grid"]["params"] == {"dist": 10}
 
 
-def test_global_options_may_follow_the_subcommand():
-    from gsavl_cli.cli import hoist_global_options
+def test_global_options_may_follow_the_subcommand(tmp_path, monkeypatch):
+    """README: global options go before or after the subcommand; after it they win, and --help lists them once."""
+    from gsavl_cli.console import OPTIONS
 
-    assert hoist_global_options(["localize", "a b.mp4", "--seed", "3", "-q", "--device=cpu", "-o", "m.png"]) == [
-        "--seed",
-        "3",
-        "-q",
-        "--device=cpu",
-        "localize",
-        "a b.mp4",
-        "-o",
-        "m.png",
-    ]
-    assert hoist_global_options(["-v", "eval", "--dataset", "x.h5"]) == ["-v", "eval", "--dataset", "x.h5"]
-    assert hoist_global_options(["--version"]) == ["--version"]
+    for name in ("device", "seed", "verbose", "quiet"):
+        monkeypatch.setattr(OPTIONS, name, getattr(OPTIONS, name))  # restored after the test
+    gsavl("samplers", "--json", "--seed", "3", "-q", "--device=cpu")
+    assert (OPTIONS.seed, OPTIONS.quiet, OPTIONS.device, OPTIONS.verbose) == (3, True, "cpu", False)
+    runner.invoke(app, ["--seed", "5", "-v", "samplers", "--json"])
+    assert (OPTIONS.seed, OPTIONS.verbose, OPTIONS.quiet, OPTIONS.device) == (5, True, False, "auto")
+    runner.invoke(app, ["--seed", "5", "samplers", "--json", "--seed", "7"])
+    assert OPTIONS.seed == 7
+    loud = runner.invoke(app, ["localize", str(tmp_path / "missing.mp4"), "--map", "obj", "-v"])
+    assert loud.exit_code == 2 and "Traceback" in loud.output  # -v after the subcommand, in time for its error
+    shown = runner.invoke(app, ["localize", "--help"]).output
+    assert "--seed" not in shown and "--quiet" not in shown  # documented once, as the app's options
+    assert runner.invoke(app, ["--version"]).output.startswith("gsavl ")
 
 
 def test_eval_all_annotated_frames(world_h5, checkpoint, tmp_path):

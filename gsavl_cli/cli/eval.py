@@ -1,0 +1,210 @@
+"""`gsavl eval`: heatmaps and masks scored against a store's annotations, as a table, metrics.json and a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gsavl_cli.choices import AudioMode, FrameMode, MaskChoice, SamModel
+from gsavl_cli.cli.app import command
+from gsavl_cli.cli.inspect import skip_damaged
+from gsavl_cli.cli.options import (
+    AlignOpt,
+    AlphaOpt,
+    CascadeOpt,
+    CascadeThresholdOpt,
+    CheckpointOpt,
+    MaskChoiceOpt,
+    NegativesOpt,
+    ParamOpt,
+    PriorCkptOpt,
+    SamCkptOpt,
+    SamModelOpt,
+    SamplerOpt,
+    SegmenterOpt,
+    SkipBadOpt,
+    SubsetOpt,
+    choose_checkpoint,
+    parse_maps,
+    parse_samplers,
+    predictor_fields,
+)
+from gsavl_cli.console import OPTIONS, err, info, print_json, progress
+
+
+@command(
+    name="eval",
+    epilog="Examples:\n\n  gsavl eval --dataset s4_test.h5 --checkpoint runs/s4/best.pt --out runs/s4/eval --report\n\n"
+    "  gsavl eval --dataset vggss.h5 --checkpoint best.pt --map avobj --sampler prob --out eval_vggss\n\n"
+    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio shuffled   # does the model listen?",
+)
+def evaluate(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str, typer.Option(help="Annotated HDF5 file (AVSBench masks or VGG-SS boxes), or avsbench-s4 / vggss.")
+    ],
+    checkpoint: CheckpointOpt = None,
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json, per_sample.csv and the report.")] = Path("eval"),
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    frames: Annotated[
+        FrameMode,
+        typer.Option(
+            help="first: each clip's first frame (GSAVL protocol; its AVS M_J / M_F are not the benchmark's); all: every annotated frame with its own audio window (the AVS benchmark's M_J / M_F, one video per batch)."
+        ),
+    ] = FrameMode.first,
+    maps: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="Heatmaps, comma-separated: av, obj, avobj (default: all three; av alone for a model with its own mask).",
+            show_default=False,
+        ),
+    ] = None,
+    sampler: SamplerOpt = "naive,grid,prob",
+    param: ParamOpt = None,
+    segmenter: SegmenterOpt = None,
+    sam_model: SamModelOpt = SamModel.vit_h,
+    sam_checkpoint: SamCkptOpt = None,
+    mask_choice: MaskChoiceOpt = MaskChoice.single,
+    cascade_rounds: CascadeOpt = 1,
+    cascade_threshold: CascadeThresholdOpt = 0.3,
+    negatives: NegativesOpt = 0,
+    alpha: AlphaOpt = 0.4,
+    align_corners: AlignOpt = True,
+    audio: Annotated[
+        AudioMode,
+        typer.Option(
+            help="normal; silent (no sound); shuffled (each clip hears another clip's audio): shows how much a result depends on the sound."
+        ),
+    ] = AudioMode.normal,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per batch through the encoders.")] = 8,
+    videos_per_batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Videos per batch of the AVS benchmark's M_J / M_F, batched in the dataset's own order (AVSBench's test.py: 1; its released test script and AVSegFormer's configs pass more). M_F depends on it.",
+        ),
+    ] = 1,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N clips.")] = None,
+    subset: SubsetOpt = None,
+    embedding_cache: Annotated[
+        Path | None, typer.Option(help="HDF5 file caching SAM image embeddings across runs.")
+    ] = None,
+    save_heatmaps: Annotated[
+        Path | None,
+        typer.Option(help="HDF5 file of every sample's float32 heatmaps (KEY/MAP), exactly the maps that were scored."),
+    ] = None,
+    report: Annotated[
+        bool,
+        typer.Option(
+            help="Write report.html: frame, heatmap + prompts, predicted mask, ground truth; sortable by IoU."
+        ),
+    ] = False,
+    prior_checkpoint: PriorCkptOpt = None,
+    skip_bad: SkipBadOpt = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
+) -> None:
+    """Evaluate heatmaps and masks: IoU/F (AVSBench), cIoU/AP50/AUC (VGG-SS), pointing game."""
+    from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
+    from gsavl_cli.datasets import resolve_dataset
+
+    chosen_maps = parse_maps(maps) if maps is not None else None
+    data = resolve_dataset(dataset)
+    checkpoint = choose_checkpoint(checkpoint, chosen_maps or ())
+    settings = EvalSettings(
+        data=data,
+        checkpoint=checkpoint,
+        out=out,
+        split=split,
+        frames=frames,
+        maps=chosen_maps,
+        samplers=parse_samplers(sampler, param),
+        **predictor_fields(ctx.params),
+        audio=audio,
+        batch_size=batch_size,
+        limit=limit,
+        subset=subset,
+        embedding_cache=embedding_cache,
+        save_heatmaps=save_heatmaps,
+        report=report,
+        exclude=skip_damaged(data) if skip_bad else (),
+        videos_per_batch=videos_per_batch,
+    )
+    from gsavl_cli.io.files import guard_outputs
+
+    guard_outputs(
+        {
+            "--out": out,
+            **{f"--out {name}": out / name for name in ("metrics.json", "per_sample.csv", "report.html")},
+            "--save-heatmaps": save_heatmaps,
+            "--embedding-cache": embedding_cache,
+        },
+        {
+            "data file": data,
+            "checkpoint": checkpoint,
+            "--sam-checkpoint": sam_checkpoint,
+            "--resnet-checkpoint": prior_checkpoint,
+        },
+    )
+    result = run_evaluation(settings, progress=progress)
+    print_results(result["results"], title=f"{dataset} · {result['settings']['n_clips']} clips · audio {audio.value}")
+    if frames == FrameMode.first and any(r.get("avsbench_miou") is not None for r in result["results"]):
+        info(
+            "[yellow]note:[/] AVS M_J / M_F here score each clip's first frame only; the benchmark's numbers need --frames all"
+        )
+    written = (
+        [out / "metrics.json", out / "per_sample.csv"]
+        + ([out / "report.html"] if report else [])
+        + ([save_heatmaps] if save_heatmaps else [])
+    )
+    info("wrote " + ", ".join(str(p) for p in written))
+    if json_output:
+        print_json(result)
+
+
+METRIC_HEADERS = {
+    "miou": "mIoU %",
+    "mask_f": "mask F %",
+    "avsbench_miou": "AVS M_J %",
+    "avsbench_fmeasure": "AVS M_F %",
+    "ciou": "cIoU %",
+    "ap50": "AP50 %",
+    "auc": "AUC %",
+    "pointing_game": "pointing %",
+}
+"""The terminal's column title of each metric of metrics.json's results (`viz.report.SUMMARY_KEYS` orders them)."""
+
+
+def percent(value: object) -> str:
+    """A metric as the tables show it: a fraction in percent with two decimals; `-` for none."""
+    return "-" if value is None else f"{100 * value:.2f}" if isinstance(value, float) else str(value)
+
+
+def print_results(results: list[dict], title: str) -> None:
+    """metrics.json's results as a table on stderr (nothing under -q)."""
+    from gsavl_cli.viz.report import SUMMARY_KEYS
+
+    if OPTIONS.quiet:
+        return
+    metrics = [k for k in SUMMARY_KEYS if k in METRIC_HEADERS]
+    table = Table(
+        "map",
+        "sampler",
+        "segmenter",
+        "n",
+        *(METRIC_HEADERS[k] for k in metrics),
+        title=title,
+        caption="AVS M_J / M_F: the AVS benchmark's batch-level metrics (one video per batch)",
+    )
+    for r in results:
+        table.add_row(
+            r["map"],
+            r["sampler"] or "(heatmap)",
+            r["segmenter"] or "-",
+            str(r["n"]),
+            *(percent(r.get(k)) for k in metrics),
+        )
+    err.print(table)

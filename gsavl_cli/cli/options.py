@@ -1,0 +1,184 @@
+"""The options more than one command takes, each declared once as an `Annotated` alias, and their parsing.
+
+A command gives the default at its own parameter (`sampler: SamplerOpt = "prob"`): Typer
+takes defaults only there. The global options (`--device`, `--seed`, `-v`, `-q`) are the
+app callback's; `AFTER_SUBCOMMAND` is the same four again, hidden, for every subcommand,
+so that README's "before or after the subcommand" holds without rewriting argv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from copy import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, get_args
+
+import typer
+
+from gsavl_cli.choices import MaskChoice, SamModel, SegmenterName
+from gsavl_cli.console import OPTIONS, info
+from gsavl_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from gsavl_cli.predictor import SamplerChoice
+
+# ---------------------------------------------------------------- global options
+
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for every random choice (sampling, shuffling, init).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug detail.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or chatter.")]
+
+
+def _hidden(alias: Any) -> Any:
+    """`alias` as an option a subcommand accepts but does not list (the app's help documents it), None unless given."""
+    kind, option = get_args(alias)
+    option = copy(option)
+    option.hidden = True
+    return Annotated[kind | None, option]
+
+
+AFTER_SUBCOMMAND: dict[str, Any] = {
+    "device": _hidden(DeviceOpt),
+    "seed": _hidden(SeedOpt),
+    "verbose": _hidden(VerboseOpt),
+    "quiet": _hidden(QuietOpt),
+}
+"""The global options as every subcommand takes them: `gsavl localize clip.mp4 -q` (GlobalOptions' field names)."""
+
+# ---------------------------------------------------------------- data
+
+SubsetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only these clips: a file of ids, or vggss_10k, vggss_144k, vggss_heard_test, vggss_unheard_test."
+    ),
+]
+SkipBadOpt = Annotated[
+    bool, typer.Option(help="Verify the store first and leave out the clips whose bytes are damaged (each is named).")
+]
+
+# ---------------------------------------------------------------- the predictor: eval, localize (one frame or video)
+
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Trained checkpoint (best.pt); default: the most recent `gsavl train` run. Not needed for --map obj.",
+        show_default=False,
+    ),
+]
+SamplerOpt = Annotated[str, typer.Option("--sampler", help="Prompt sampler(s), comma-separated; see `gsavl samplers`.")]
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", help="Sampler parameter KEY=VALUE or SAMPLER.KEY=VALUE (repeatable).")
+]
+SegmenterOpt = Annotated[
+    SegmenterName | None,
+    typer.Option(
+        help="sam (Segment Anything); region: the heatmap region around the prompts (no weights needed); model: an SSL2AVS checkpoint's own mask. Default: the model's own mask if it has one, else sam.",
+        show_default=False,
+    ),
+]
+SamModelOpt = Annotated[
+    SamModel, typer.Option(help="SAM size: vit_h (paper), vit_l or vit_b (tiny: a test model from --sam-checkpoint).")
+]
+SamCkptOpt = Annotated[Path | None, typer.Option(help="SAM weights file (else the torch hub cache, else download).")]
+MaskChoiceOpt = Annotated[
+    MaskChoice, typer.Option(help="single (paper), score (SAM's predicted IoU) or heatmap (best agreement).")
+]
+CascadeOpt = Annotated[int, typer.Option(min=1, help="Cascade refinement rounds (1 = off).")]
+CascadeThresholdOpt = Annotated[
+    float, typer.Option(help="Cascade: re-prompt while mask/heatmap agreement is below this.")
+]
+NegativesOpt = Annotated[int, typer.Option(min=0, help="Negative prompts from the coldest heatmap region.")]
+AlphaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the audio-visual map in avobj.")]
+AlignOpt = Annotated[
+    bool,
+    typer.Option(
+        "--align-corners/--no-align-corners",
+        help="Upsample the 7x7 maps with align_corners=True (the original GSAVL's convention).",
+    ),
+]
+PriorCkptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--resnet-checkpoint", help="ImageNet ResNet-18 weights for the object prior (else cache or download)."
+    ),
+]
+
+
+def predictor_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `EvalSettings` and `LocalizeSettings` share, from a command's parameters (`ctx.params`).
+
+    The predictor options above are one group: a command that declares them passes them on
+    through this, so the group's names are read in one place.
+    """
+    from gsavl_cli.console import resolve_device
+
+    segmenter = params["segmenter"]
+    return {
+        "segmenter": segmenter.value if segmenter else None,
+        "sam_model": params["sam_model"].value,
+        "sam_checkpoint": params["sam_checkpoint"],
+        "mask_choice": params["mask_choice"].value,
+        "cascade_rounds": params["cascade_rounds"],
+        "cascade_threshold": params["cascade_threshold"],
+        "negatives": params["negatives"],
+        "alpha": params["alpha"],
+        "align_corners": params["align_corners"],
+        "resnet_checkpoint": params["prior_checkpoint"],
+        "device": resolve_device(),
+        "seed": OPTIONS.seed,
+    }
+
+
+def parse_samplers(text: str, params: list[str] | None) -> list[SamplerChoice]:
+    """`--sampler a,b` with `--param KEY=VALUE` / `--param SAMPLER.KEY=VALUE`, each parameter to the samplers that take it."""
+    from gsavl_cli.predictor import SamplerChoice
+    from gsavl_cli.samplers import get_sampler
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    parsed: dict[str, str] = {}
+    for item in params or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--param needs KEY=VALUE, got {item!r}", hint="e.g. --param n=5 or --param prob.n=5")
+        parsed[key.strip()] = value.strip()
+    choices = []
+    for name in names:
+        info_ = get_sampler(name)
+        own = {}
+        for key, value in parsed.items():
+            scope, _, bare = key.rpartition(".")
+            if (scope in ("", name)) and bare in info_.params:
+                own[bare] = value
+        choices.append(SamplerChoice(name, own))
+    unused = [k for k in parsed if not any(k.rpartition(".")[2] in get_sampler(c.name).params for c in choices)]
+    if unused:
+        raise UsageError(f"no chosen sampler takes parameter(s) {', '.join(unused)}", hint="see `gsavl samplers`")
+    return choices
+
+
+def parse_maps(text: str) -> tuple[str, ...]:
+    """`--map av,avobj`, checked against the model's map names."""
+    from gsavl_cli.model import MAP_NAMES
+
+    maps = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in maps if m not in MAP_NAMES]
+    if unknown or not maps:
+        raise UsageError(f"unknown map(s): {', '.join(unknown) or text!r}", hint=f"choose from {', '.join(MAP_NAMES)}")
+    return maps
+
+
+def choose_checkpoint(given: Path | None, maps: tuple[str, ...]) -> Path | None:
+    """--checkpoint, else nothing for the obj map alone, else the latest `gsavl train` run (said so)."""
+    from gsavl_cli.home import choose_checkpoint as choose
+
+    path, run = choose(given, maps)
+    if run is not None:
+        info(
+            f"using the most recent trained model: [bold]{path}[/] ({run.model} on {run.dataset}, {run.when}); "
+            "--checkpoint chooses another"
+        )
+    elif path is None:
+        info("no checkpoint: the training-free object prior (--map obj)")
+    return path
