@@ -473,9 +473,6 @@ def _default_subset(dataset: str) -> str | None:
     return name
 
 
-LOCALIZER_ONLY = ("audio_encoder", "similarity", "beta", "freeze_image", "standardize_audio")
-
-
 @app.command(
     epilog="Examples:\n\n  gsavl train --dataset vggsound10k --val vggss.h5 --out runs/gsavl\n\n"
     "  gsavl train --dataset s4.h5 --model ezvsl --epochs 10 --batch-size 32\n\n"
@@ -603,12 +600,13 @@ def train(
     ] = False,
 ) -> None:
     """Train the audio-visual localizer, self-supervised (no labels needed), or SSL2AVS, supervised on masks."""
+    from dataclasses import fields
+
     from gsavl_cli.commands.train import TIE_WARNING, TrainConfig
     from gsavl_cli.commands.train import train as run_training
     from gsavl_cli.console import resolve_device
-    from gsavl_cli.datasets import resolve_dataset, train_preset
-    from gsavl_cli.model import config_from_preset
-    from gsavl_cli.model.ssl2avs import SSL2AVSConfig
+    from gsavl_cli.datasets import resolve_dataset
+    from gsavl_cli.model import config_from_preset, family_for
 
     data = resolve_dataset(dataset)
     subset = subset or _default_subset(dataset)
@@ -626,19 +624,15 @@ def train(
         }.items()
         if v is not None
     }
-    segmentation = isinstance(config_from_preset(model), SSL2AVSConfig)
-    if segmentation:
-        misplaced = [f"--{k.replace('_', '-')}" for k in LOCALIZER_ONLY if k in overrides]
-        if misplaced:
-            raise UsageError(
-                f"options of the localizer presets (gsavl, ezvsl) given to {model}: {', '.join(misplaced)}",
-                hint="drop them",
-            )
-        from gsavl_cli.commands.train_segmentation import DEFAULT_BATCH, default_epochs
-
-        preset_batch, preset_epochs = DEFAULT_BATCH, default_epochs(data)
-    else:
-        preset_batch, preset_epochs = train_preset(dataset)  # the named dataset's localizer schedule
+    preset = config_from_preset(model)
+    family = family_for(preset)
+    misplaced = [f"--{k.replace('_', '-')}" for k in overrides if k not in {f.name for f in fields(preset)}]
+    if misplaced:
+        raise UsageError(
+            f"options of the localizer presets (gsavl, ezvsl) given to {model}: {', '.join(misplaced)}",
+            hint="drop them",
+        )
+    preset_batch, preset_epochs = family.schedule(dataset, data)
     config = config_from_preset(model, **overrides)
     cfg = TrainConfig(
         data=data,
@@ -706,12 +700,9 @@ def train(
 
         def on_epoch(log) -> None:
             logs.append(log)
-            if log.val is None:
-                val_text = ""
-            elif segmentation:
-                val_text = f" · val mIoU {log.val['miou']:.4f} best-threshold F {log.val['best_threshold_f'] or 0:.4f}{' (best)' if log.best else ''}"
-            else:
-                val_text = f" · val cIoU {log.val['ciou']:.4f} AUC {log.val['auc']:.4f}{' (best)' if log.best else ''}"
+            val_text = (
+                "" if log.val is None else f" · {family.describe_validation(log.val)}{' (best)' if log.best else ''}"
+            )
             info(f"epoch {log.epoch}: loss {log.loss:.4f} · {log.samples_per_s:.1f} samples/s{val_text}")
             if log.tied:
                 err.print(TIE_WARNING)
@@ -719,7 +710,7 @@ def train(
         checkpoint = run_training(cfg, on_epoch=on_epoch, on_step_factory=step_factory)
     from gsavl_cli.home import record_run
 
-    record_run(checkpoint, dataset, model, "ssl2avs" if segmentation else "localizer")
+    record_run(checkpoint, dataset, model, family.name)
     info(f"checkpoint: [bold]{checkpoint}[/] (`gsavl localize` and `gsavl eval` use it when no --checkpoint is given)")
     if json_output:
         from dataclasses import asdict

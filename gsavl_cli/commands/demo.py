@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gsavl_cli import metrics
-from gsavl_cli.commands.evaluate import EvalSettings, ground_truth, heatmap_row, run_evaluation, validation_ids
+from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
 from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.commands.train import TIE_WARNING, EpochLog, TrainConfig, train
@@ -29,6 +29,7 @@ from gsavl_cli.io.store import open_store
 from gsavl_cli.model import ModelConfig, build_localizer, config_from_preset, save_checkpoint
 from gsavl_cli.predictor import SamplerChoice
 from gsavl_cli.segment import make_segmenter
+from gsavl_cli.validation import ground_truth, heatmap_row, validation_ids
 
 
 @dataclass
