@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 Step = Callable[[nn.Module, dict[str, torch.Tensor], str, torch.autocast], tuple[torch.Tensor, int]]
 """(possibly DDP-wrapped model, batch, device, autocast) -> (loss, number of samples)."""
 
-OUTPUT_NAMES = {"av": "an audio-visual heatmap", "mask": "a mask head of its own"}
+OUTPUT_NAMES = {"av": "audio-visual heatmap", "mask": "mask head of its own"}
 """What each named model output is, for the error that a segmenter needs one a model lacks."""
 
 
