@@ -18,7 +18,7 @@ import _common
 import torch
 from segment_anything import sam_model_registry
 
-from gsavl_cli.commands.evaluate import EvalSettings, evaluate, validation_ids
+from gsavl_cli.commands.evaluate import EvalSettings, evaluate
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.data import synthetic
 from gsavl_cli.datasets import discover
@@ -26,6 +26,7 @@ from gsavl_cli.model import build_localizer, config_from_preset
 from gsavl_cli.predictor import Predictor, SamplerChoice
 from gsavl_cli.segment import SAM_ARCHS, SamSegmenter
 from gsavl_cli.segment.tiny import build_tiny_sam
+from gsavl_cli.validation import validation_ids
 
 S4_TEST_FRAMES = 740
 

@@ -112,6 +112,12 @@ def info(message: str) -> None:
         err.print(message)
 
 
+def warning_text(message: str, hint: str | None = None) -> str:
+    """A warning as the commands print it (to stderr, also under --quiet): what happened, then what to try."""
+    text = f"[yellow]warning:[/] {escape(message)}"
+    return text + (f"\n  try: {escape(hint)}" if hint else "")
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()

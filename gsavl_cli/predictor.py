@@ -6,41 +6,51 @@ wanted. `localize`, `eval`, `demo` and the benchmarks all go through this class,
 clip gives the same answer everywhere:
 
 - the audio input is derived from the waveform with the window the checkpoint was
-  trained with (`ModelConfig.audio_window`), centred on the frame's time;
+  trained with (`ModelConfig.audio_window`), centred on the frame's time
+  (`data.audio_input`);
 - random samplers draw from a generator seeded by (seed, clip key, map, sampler)
   (`prompt_generator`), so points depend neither on batching nor on the command;
 - the cascade reports the prompts that produced the returned mask.
 
 The batched form (`prepare` a list of clips, then `predict(..., clip=...)`) runs the
-localizer and the SAM encoder on many frames at once; the arithmetic is the same.
+model and the SAM encoder on many frames at once; the arithmetic is the same.
+
+The model may be of any registered family (`model.family`): its inference adapter
+(`ModelFamily.predict`) gives the coarse outputs (the av map; a mask head's logits),
+and the segmenter says what it reads from them (`Segmenter.needs`) and whether it
+follows prompts (`Segmenter.prompted`), so nothing here asks which family it holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from gsavl_cli import samplers
 from gsavl_cli.data import features
+from gsavl_cli.data.audio_input import audio_input
 from gsavl_cli.errors import GsavlError, UsageError, WeightsError
 from gsavl_cli.model import (
     ALIGN_CORNERS,
     MAP_NAMES,
-    Localizer,
     ModelConfig,
     build_object_prior,
     coarse_maps,
+    family_for,
     full_maps,
+    get_family,
     load_checkpoint,
 )
-from gsavl_cli.model.checkpoint import DEFAULT_FAMILY
 from gsavl_cli.model.config import check_choice
+from gsavl_cli.model.family import OUTPUT_NAMES
+from gsavl_cli.model.heatmap import eval_mode
 from gsavl_cli.model.prior import ObjectPrior
 from gsavl_cli.samplers import Prompts
 from gsavl_cli.segment import ImageEmbedding, Segmenter, make_segmenter, soft_iou
@@ -52,44 +62,6 @@ def prompt_generator(seed: int, key: str, map_name: str, sampler: str) -> torch.
     """THE seeding rule for random samplers: a generator that depends only on these names."""
     digest = hashlib.sha256("/".join((str(seed), key, map_name, sampler)).encode()).digest()
     return samplers.make_generator(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-
-
-def window_around(
-    waveform: np.ndarray, time: float, seconds: float, sample_rate: int = features.SAMPLE_RATE
-) -> np.ndarray:
-    """`seconds` of audio centred on `time`, shifted to stay inside the clip (tiled if shorter)."""
-    length = int(round(seconds * sample_rate))
-    if len(waveform) <= length:
-        return features.centre_window(waveform, sample_rate, seconds)
-    start = int(round(time * sample_rate)) - length // 2
-    start = min(max(start, 0), len(waveform) - length)
-    return waveform[start : start + length]
-
-
-def audio_window(waveform: np.ndarray, time: float | None, seconds: float | None) -> np.ndarray:
-    """The samples the model hears for a frame at `time` (None: the clip-level audio).
-
-    With no recorded window (VGGish trained on whole clips) the whole clip; at `time=None`
-    the window in the middle of the clip, as `preprocess` stores it.
-    """
-    if seconds is None:
-        return waveform
-    if time is None:
-        return features.centre_window(waveform, features.SAMPLE_RATE, seconds)
-    return window_around(waveform, time, seconds)
-
-
-def audio_input(waveform: np.ndarray, time: float | None, config: ModelConfig) -> torch.Tensor:
-    """The model's audio features for a mono 16 kHz waveform: VGGish examples or the EZ-VSL spectrogram."""
-    samples = audio_window(np.asarray(waveform, dtype=np.float32), time, config.audio_window)
-    if config.audio_encoder == "vggish":
-        return features.vggish_examples(samples, features.SAMPLE_RATE)
-    return features.ezvsl_spectrogram(samples, features.SAMPLE_RATE, float(config.audio_window))
-
-
-def silent_like(waveform: np.ndarray) -> np.ndarray:
-    """The `--audio silent` control: digital silence of the same length."""
-    return np.zeros_like(np.asarray(waveform, dtype=np.float32))
 
 
 @dataclass
@@ -104,7 +76,11 @@ class ClipInput:
 
 @dataclass
 class PreparedClip:
-    """A clip after `prepare`: its audio input, SAM embedding and (lazily) its heatmaps."""
+    """A clip after `prepare`: its audio input, SAM embedding and (lazily) its heatmaps.
+
+    `coarse` holds the model's outputs (`ModelFamily.outputs`) and the prior's obj map at
+    coarse resolution; `heat` the heatmaps at a size.
+    """
 
     key: str
     frame: np.ndarray
@@ -120,7 +96,11 @@ class PreparedClip:
 
 @dataclass
 class Prediction:
-    """Prompts (x, y pixels; label 1 positive, 0 negative) and the mask they produced."""
+    """Prompts (x, y pixels; label 1 positive, 0 negative) and the mask they produced.
+
+    `sampler` names what chose the prompts: the sampler, or for a segmenter that takes
+    none (the model's own mask: no points) the segmenter itself; `segmenter` its name.
+    """
 
     points: np.ndarray
     labels: np.ndarray
@@ -159,11 +139,11 @@ def _check_waveform(waveform: np.ndarray) -> np.ndarray:
 
 
 class Predictor:
-    """Localizer + object prior + sampler registry + segmenter, behind one small API."""
+    """Model (any registered family) + object prior + sampler registry + segmenter, behind one small API."""
 
     def __init__(
         self,
-        localizer: Localizer | None,
+        model: nn.Module | None,
         segmenter: Segmenter,
         *,
         device: str = "cpu",
@@ -173,13 +153,19 @@ class Predictor:
         prior: ObjectPrior | None = None,
         resnet_checkpoint: Path | None = None,
         pretrained_prior: bool = True,
-        family: str = "localizer",
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UsageError(f"alpha must be in [0, 1], got {alpha}")
-        self.localizer = localizer.to(device).eval() if localizer is not None else None  # None: the object prior alone
-        self.family = family  # "localizer", or a segmentation family (SSL2AVS) with its own mask head
-        self.config: ModelConfig = localizer.config if localizer is not None else ModelConfig()
+        self.model = model.to(device).eval() if model is not None else None  # None: the object prior alone
+        self.family = family_for(model.config) if model is not None else None
+        self.config: Any = model.config if model is not None else ModelConfig()
+        missing = [n for n in segmenter.needs if self.family is None or n not in self.family.outputs]
+        if missing:
+            who = f"a {self.family.name} model" if self.family is not None else "the training-free predictor"
+            raise UsageError(
+                f"{who} has no {', '.join(OUTPUT_NAMES.get(n, n) for n in missing)} (the {segmenter.name} segmenter's input)",
+                hint="use --segmenter sam or region",
+            )
         self.segmenter = segmenter
         self.device = device
         self.alpha = alpha
@@ -207,23 +193,17 @@ class Predictor:
     ) -> Predictor:
         """A predictor for a trained checkpoint; SAM's weights come through the resolver.
 
-        `path=None` gives the training-free predictor: no localizer, only the object
+        `path=None` gives the training-free predictor: no model, only the object
         prior's `obj` map (the original's training-free row). `segmenter=None` is the
-        family's natural one: a model's own mask head if it has one (SSL2AVS), else SAM.
+        family's `default_segmenter`: a model's own mask head if it has one (SSL2AVS), else SAM.
         `interpolation` (bilinear / bicubic test resize) defaults to the checkpoint's
         training protocol; `eval` passes the evaluated dataset's.
         """
-        model, family = None, DEFAULT_FAMILY
+        model, natural = None, "sam"
         if path is not None:
             loaded = load_checkpoint(Path(path), map_location="cpu")
-            model, family = loaded.model, loaded.family
-        segmenter = segmenter or (OwnMask.name if family != DEFAULT_FAMILY else "sam")
-        if segmenter == OwnMask.name:
-            if family == DEFAULT_FAMILY:
-                raise UsageError("a localizer has no mask head of its own", hint="use --segmenter sam or region")
-            chosen: Segmenter = OwnMask()
-        else:
-            chosen = make_segmenter(segmenter, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
+            model, natural = loaded.model, get_family(loaded.family).default_segmenter
+        chosen = make_segmenter(segmenter or natural, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
         return cls(
             model,
             chosen,
@@ -233,23 +213,25 @@ class Predictor:
             interpolation=interpolation,
             resnet_checkpoint=resnet_checkpoint,
             pretrained_prior=pretrained_prior,
-            family=family,
         )
 
     @property
-    def own_mask(self) -> bool:
-        """Whether masks come from the model's own head (no prompts, no SAM)."""
-        return isinstance(self.segmenter, OwnMask)
-
-    @property
     def default_map(self) -> str:
-        """The map a command prompts from unless told: the model's own for an own-mask model, else the paper's avobj."""
-        return "av" if self.own_mask else "avobj"
+        """The map a command prompts from unless told: the paper's avobj, or the model's own av
+        when the segmenter takes no prompts (then no object prior is needed)."""
+        return "avobj" if self.segmenter.prompted else "av"
 
     @property
     def default_maps(self) -> tuple[str, ...]:
-        """The maps `eval` scores unless told; an own-mask model needs no object prior for them."""
-        return ("av",) if self.own_mask else MAP_NAMES
+        """The maps `eval` scores unless told; with a segmenter that takes no prompts, av alone (no object prior)."""
+        return MAP_NAMES if self.segmenter.prompted else ("av",)
+
+    def mask_runs(self, maps: Sequence[str], samplers: Sequence[SamplerChoice]) -> list[tuple[str, SamplerChoice]]:
+        """The (map, sampler) pairs whose masks differ, in order: every pair for a segmenter that
+        follows prompts; one (the first map, under the segmenter's name) for one that takes none."""
+        if self.segmenter.prompted:
+            return [(m, choice) for m in maps for choice in samplers]
+        return [(maps[0], SamplerChoice(self.segmenter.name))] if maps else []
 
     def _prior_for(self, maps: tuple[str, ...]) -> ObjectPrior:
         try:
@@ -287,13 +269,13 @@ class Predictor:
         for clip, embedding in zip(prepared, self._embed(prepared, batch_size)):
             clip.embedding = embedding
         if maps:
-            self._compute_coarse(prepared, tuple(maps))
+            self._compute_coarse(prepared, tuple(maps), self.segmenter.needs)
         return prepared
 
     def _audio(self, clip: ClipInput) -> torch.Tensor:
-        """The localizer's audio input; nothing for the training-free predictor, which does not listen."""
+        """The model's audio input; nothing for the training-free predictor, which does not listen."""
         wave = _check_waveform(clip.waveform)
-        return audio_input(wave, clip.time, self.config) if self.localizer is not None else torch.zeros(0)
+        return audio_input(wave, clip.time, self.config) if self.model is not None else torch.zeros(0)
 
     def _embed(self, clips: list[PreparedClip], batch_size: int) -> list[ImageEmbedding]:
         cache = self.embedding_cache
@@ -314,44 +296,36 @@ class Predictor:
 
     # -- heatmaps ------------------------------------------------------------------------
 
-    def _compute_coarse(self, clips: list[PreparedClip], maps: tuple[str, ...]) -> None:
-        """The localizer and prior on a batch of frames, for the coarse maps they still lack."""
+    def _compute_coarse(self, clips: list[PreparedClip], maps: tuple[str, ...], outputs: tuple[str, ...] = ()) -> None:
+        """The model and the prior on a batch of frames, for the heatmaps `maps` and the model
+        `outputs` (a segmenter's `needs`) they still lack; the model's outputs come together."""
         for name in maps:
             check_choice("heatmap", name, MAP_NAMES)
-        if self.localizer is None and set(maps) - {"obj"}:
+        if self.model is None and set(maps) - {"obj"}:
             raise UsageError(
                 f"the {', '.join(sorted(set(maps) - {'obj'}))} map(s) need a trained model",
                 hint="pass --checkpoint FILE (or train one with `gsavl train`), or use --map obj",
             )
-        need = {"av"} if any(m in ("av", "avobj") for m in maps) or self.family != "localizer" else set()
+        run_model = self.family is not None and (bool(outputs) or any(m in ("av", "avobj") for m in maps))
+        need = set(self.family.outputs) if run_model and self.family is not None else set()
         need |= {"obj"} if any(m in ("obj", "avobj") for m in maps) else set()
         todo = [c for c in clips if not need <= set(c.coarse)]
         if not todo:
             return
         transform = features.test_transform(self.config.image_size, interpolation=self.interpolation)
         images = torch.stack([transform(c.frame) for c in todo]).to(self.device)
-        lengths = torch.tensor([c.audio.shape[0] for c in todo], dtype=torch.long, device=self.device)
-        audio = (
-            torch.nn.utils.rnn.pad_sequence([c.audio for c in todo], batch_first=True)
-            if todo[0].audio.dim() == 3
-            else torch.stack([c.audio for c in todo])
-        )
-        wanted = tuple(m for m in ("av", "obj") if m in need)
-        if self.family == "localizer":
-            found = coarse_maps(
-                self.localizer,
-                self._prior_for(maps) if "obj" in need else None,
-                images,
-                audio.to(self.device),
-                lengths,
-                wanted,
+        found: dict[str, torch.Tensor] = {}
+        if run_model and self.family is not None and self.model is not None:
+            lengths = torch.tensor([c.audio.shape[0] for c in todo], dtype=torch.long, device=self.device)
+            audio = (
+                torch.nn.utils.rnn.pad_sequence([c.audio for c in todo], batch_first=True)
+                if todo[0].audio.dim() == 3
+                else torch.stack([c.audio for c in todo])
             )
-        else:  # a segmentation model: its localization heatmap is the av map, its mask logits come along
-            with torch.no_grad():
-                out = self.localizer.predict(images, audio.to(self.device), lengths)
-            found = {"av": out["heatmap"], "mask": out["mask_logits"]}
-            if "obj" in need:
-                found.update(coarse_maps(None, self._prior_for(maps), images, None, None, ("obj",)))
+            with torch.no_grad(), eval_mode(self.model):
+                found.update(self.family.predict(self.model, images, audio.to(self.device), lengths))
+        if "obj" in need:
+            found.update(coarse_maps(None, self._prior_for(maps), images, None, None, ("obj",)))
         for k, clip in enumerate(todo):
             clip.coarse.update({name: maps_[k : k + 1] for name, maps_ in found.items()})
 
@@ -363,7 +337,8 @@ class Predictor:
         size = tuple(size or current.size)  # type: ignore[assignment]
         if (map_name, size) not in current.heat:
             self._compute_coarse([current], (map_name,))
-            full = full_maps(current.coarse, size, (map_name,), alpha=self.alpha, align_corners=self.align_corners)
+            coarse = {k: v for k, v in current.coarse.items() if k in ("av", "obj")}  # the maps' inputs
+            full = full_maps(coarse, size, (map_name,), alpha=self.alpha, align_corners=self.align_corners)
             current.heat[(map_name, size)] = full[map_name][0]
         return current.heat[(map_name, size)]
 
@@ -373,23 +348,13 @@ class Predictor:
 
     # -- prompts and masks ---------------------------------------------------------------
 
-    def _own_mask(self, clip: PreparedClip, map_name: str) -> Prediction:
-        """The segmentation model's own mask at the frame's size (logit > 0)."""
-        self._compute_coarse([clip], ("av",))
-        logits = torch.nn.functional.interpolate(
-            clip.coarse["mask"][None].float(), size=clip.size, mode="bilinear", align_corners=False
-        )[0, 0]
-        mask = (logits > 0).cpu().numpy()
-        return Prediction(
-            np.zeros((0, 2), np.float32),
-            np.zeros(0, np.int64),
-            mask,
-            score=float("nan"),
-            rounds=1,
-            map=map_name,
-            sampler=OwnMask.name,
-            segmenter=OwnMask.name,
-        )
+    def _embedding(self, clip: PreparedClip) -> ImageEmbedding:
+        """The clip's embedding with the model outputs the segmenter reads (`Segmenter.needs`)."""
+        needs = self.segmenter.needs
+        if not needs:
+            return clip.embedding
+        self._compute_coarse([clip], (), needs)
+        return replace(clip.embedding, outputs={name: clip.coarse[name] for name in needs})
 
     def predict(
         self,
@@ -411,11 +376,25 @@ class Predictor:
         below `cascade_threshold` is rejected: its region is removed from the sampling map
         (renormalised to max 1) and the next round samples from what is left; negatives are
         drawn in every round. The best-agreeing round's mask and the prompts that produced
-        it are returned (`rounds` = rounds run).
+        it are returned (`rounds` = rounds run). A segmenter that takes no prompts (the
+        model's own mask) is asked once, with none: no sampler, heatmap or cascade.
         """
         current = self._current(clip)
-        if self.own_mask:
-            return self._own_mask(current, map)
+        embedding = self._embedding(current)
+        if not self.segmenter.prompted:
+            none = Prompts(np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
+            own = self.segmenter.segment_many(embedding, [none], mask_choice=mask_choice)[0]
+            name = self.segmenter.name
+            return Prediction(
+                points=none.points,
+                labels=none.labels,
+                mask=own.mask,
+                score=float(own.score),
+                rounds=1,
+                map=map,
+                sampler=name,
+                segmenter=name,
+            )
         if cascade_rounds < 1:
             raise UsageError(f"cascade rounds must be >= 1, got {cascade_rounds}")
         heat = (self.heatmap_tensor(map, clip=current) if heatmap is None else samplers.as_heatmap(heatmap)).to(
@@ -427,7 +406,7 @@ class Predictor:
         sampling, best, best_prompts, best_agreement, used = heat, None, None, -1.0, 0
         for used in range(1, cascade_rounds + 1):  # noqa: B007 (`used` is the rounds count after the loop)
             prompts = samplers.sample(sampler, sampling, generator=generator, negatives=negatives, **sampler_params)
-            result = self.segmenter.segment_many(current.embedding, [prompts], mask_choice=mask_choice, heatmap=heat)[0]
+            result = self.segmenter.segment_many(embedding, [prompts], mask_choice=mask_choice, heatmap=heat)[0]
             mask = torch.from_numpy(result.mask).to(heat.device)
             agreement = float(soft_iou(heat, mask))
             if agreement > best_agreement:
@@ -441,26 +420,16 @@ class Predictor:
             sampling = sampling / peak
         assert best is not None and best_prompts is not None
         return Prediction(
-            best_prompts.points,
-            best_prompts.labels,
-            best.mask,
-            float(best.score),
-            used,
-            map,
-            sampler,
-            self.segmenter.name,
-            best_agreement,
+            points=best_prompts.points,
+            labels=best_prompts.labels,
+            mask=best.mask,
+            score=float(best.score),
+            rounds=used,
+            map=map,
+            sampler=sampler,
+            segmenter=self.segmenter.name,
+            agreement=best_agreement,
         )
-
-
-class OwnMask:
-    """The "segmenter" of a model with its own mask head (SSL2AVS): no prompts, no SAM."""
-
-    name = "model"
-    encoder_calls = 0
-
-    def embed(self, images: list[np.ndarray], batch_size: int = 4) -> list[ImageEmbedding]:
-        return [ImageEmbedding(None, im.shape[:2], im.shape[:2]) for im in images]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from gsavl_cli.commands.evaluate import prefetch
 
 def test_enums_match_the_library():
     assert tuple(m.value for m in choices.MapName) == model.MAP_NAMES
-    assert tuple(s.value for s in choices.SegmenterName) == (*segment.SEGMENTERS, "model")
+    assert tuple(s.value for s in choices.SegmenterName) == tuple(segment.SEGMENTERS)
     assert tuple(m.value for m in choices.MaskChoice) == segment.MASK_CHOICES
     assert {m.value for m in choices.SamModel} == {*segment.SAM_ARCHS, "tiny"}
 

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from gsavl_cli import metrics
 from gsavl_cli.cli import app
-from gsavl_cli.commands.evaluate import ground_truth
 from gsavl_cli.io.media import read_image
 from gsavl_cli.io.store import open_store
 from gsavl_cli.segment.tiny import build_tiny_sam
+from gsavl_cli.validation import ground_truth
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from gsavl_cli.cli import app
 from gsavl_cli.commands.demo import chance_pointing
-from gsavl_cli.commands.evaluate import validation_ids
 from gsavl_cli.io.media import read_image
+from gsavl_cli.validation import validation_ids
 
 runner = CliRunner()
 

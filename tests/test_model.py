@@ -282,11 +282,11 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     )
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]
     loaded = M.load_checkpoint(path)
-    assert loaded.config == localizer.config and loaded.localizer.config == localizer.config
+    assert loaded.config == localizer.config and loaded.model.config == localizer.config
     assert loaded.extra == {"epoch": 3, "cIoU": 0.41}
     assert loaded.raw["optimizer"]["param_groups"][0]["lr"] == 0.1
-    assert all(t.device.type == "cpu" for t in loaded.localizer.state_dict().values())
-    for mine, theirs in zip(outputs(localizer, images, audio), outputs(loaded.localizer, images, audio)):
+    assert all(t.device.type == "cpu" for t in loaded.model.state_dict().values())
+    for mine, theirs in zip(outputs(localizer, images, audio), outputs(loaded.model, images, audio)):
         assert torch.equal(mine, theirs)
 
 
@@ -332,7 +332,7 @@ def test_original_checkpoints_import(tmp_path: Path, preset: str, wrapper: str, 
     assert loaded.config == M.config_from_preset(preset, dim=8)
     assert loaded.extra == {"source": source, "epoch": 7, "best_cIoU": pytest.approx(0.35), "best_Auc": 0.2}
     assert type(loaded.extra["best_cIoU"]) is float
-    for mine, theirs in zip(outputs(localizer, images, audio), outputs(loaded.localizer, images, audio)):
+    for mine, theirs in zip(outputs(localizer, images, audio), outputs(loaded.model, images, audio)):
         assert torch.equal(mine, theirs)
 
 

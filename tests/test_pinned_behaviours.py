@@ -73,7 +73,7 @@ def test_a_clip_interrupted_between_arrays_is_not_complete_and_preprocess_redoes
 def test_early_stopping_stops_after_patience_bad_epochs_and_best_pt_holds_the_best_epoch(
     s4_store, tmp_path, monkeypatch
 ):
-    import gsavl_cli.commands.evaluate as evaluate
+    import gsavl_cli.validation as validation
 
     scores, weights = iter([0.10, 0.30, 0.20, 0.25, 0.50, 0.60]), []
 
@@ -82,7 +82,7 @@ def test_early_stopping_stops_after_patience_bad_epochs_and_best_pt_holds_the_be
         score = next(scores)
         return {"ciou": score, "auc": score}
 
-    monkeypatch.setattr(evaluate, "heatmap_metrics", scripted)
+    monkeypatch.setattr(validation, "heatmap_metrics", scripted)
     out = tmp_path / "run"
     train(
         TrainConfig(

@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from gsavl_cli import Predictor
 from gsavl_cli.cli import app
+from gsavl_cli.data.audio_input import audio_input, window_around
 from gsavl_cli.data.features import ezvsl_spectrogram, test_transform, vggish_examples
 from gsavl_cli.io import media
 from gsavl_cli.io.store import ClipRecord, StoreWriter
 from gsavl_cli.model import build_localizer, config_from_preset, save_checkpoint
-from gsavl_cli.predictor import ClipInput, audio_input, prompt_generator, window_around
+from gsavl_cli.predictor import ClipInput, prompt_generator
 from gsavl_cli.samplers import sample
 from gsavl_cli.segment import RegionSegmenter, SamSegmenter
 from gsavl_cli.segment.tiny import build_tiny_sam

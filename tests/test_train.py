@@ -42,7 +42,7 @@ def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(path).localizer.state_dict()
+    return load_checkpoint(path).model.state_dict()
 
 
 def test_resume_continues_exactly(small_h5, tmp_path):
@@ -124,8 +124,8 @@ def test_ddp_two_gloo_processes_end_identical(small_h5, tmp_path):
 def test_checkpoint_audio_window_gives_the_predictor_the_training_features(small_h5, tmp_path, preset):
     """The window recorded at training makes the Predictor compute, from the waveform, exactly
     the features training read from the store (EZ-VSL: the 3 s spectrogram, not the VGGish window)."""
+    from gsavl_cli.data.audio_input import audio_input
     from gsavl_cli.io.store import open_store
-    from gsavl_cli.predictor import audio_input
 
     cfg = _cfg(small_h5, tmp_path / preset, model=config_from_preset(preset, image_size=64), epochs=1, max_steps=1)
     config = load_checkpoint(train(cfg)).config
@@ -207,24 +207,24 @@ def _frozen_cfg(data: Path, out: Path, **kw) -> TrainConfig:
 
 def test_frozen_trunks_run_once_per_clip_and_train_exactly_as_without_the_cache(small_h5, tmp_path, monkeypatch):
     import gsavl_cli.commands.frozen_trunks as FT
-    import gsavl_cli.commands.train as T
 
     trunk_calls = []
     made = []
+    original_cache_for = FT.trunk_cache_for
 
     def counting(model, *args):
-        cache = FT.trunk_cache_for(model, *args)
+        cache = original_cache_for(model, *args)
         made.append(cache)
         original = model.image_trunk.forward
         model.image_trunk.forward = lambda x: (trunk_calls.append(len(x)), original(x))[1]
         return cache
 
-    monkeypatch.setattr(T, "trunk_cache_for", counting)
+    monkeypatch.setattr(FT, "trunk_cache_for", counting)
     cached = train(_frozen_cfg(small_h5, tmp_path / "cached"))
     assert made[0] is not None and made[0].image and made[0].audio
     clips = len(made[0].images)
     assert sum(trunk_calls) == clips  # each clip through the image trunk once, over three epochs
-    monkeypatch.setattr(T, "trunk_cache_for", lambda *args: None)
+    monkeypatch.setattr(FT, "trunk_cache_for", lambda *args: None)
     plain = train(_frozen_cfg(small_h5, tmp_path / "plain"))
     a, b = _weights(cached), _weights(plain)
     assert a.keys() == b.keys()

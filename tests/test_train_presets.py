@@ -13,7 +13,7 @@ from gsavl_cli.errors import UsageError, WeightsError
 
 def test_a_localizer_preset_takes_the_options_given_and_the_named_datasets_schedule():
     preset = resolve_preset("x.h5", Path("x.h5"), "ezvsl", {"beta": 0.5, "tau": None})
-    assert preset.family == "localizer" and not preset.segmentation
+    assert preset.family.name == "localizer"
     assert preset.model.beta == 0.5 and preset.model.audio_encoder == "resnet18"  # tau: None keeps the preset's
     assert (preset.batch_size, preset.epochs) == (LOCALIZER_BATCH, LOCALIZER_EPOCHS)
     named = resolve_preset("vggsound10k", Path("v.h5"), "gsavl", {})

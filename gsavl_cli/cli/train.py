@@ -11,7 +11,7 @@ import typer
 from gsavl_cli.cli.app import command
 from gsavl_cli.cli.inspect import skip_damaged
 from gsavl_cli.cli.options import SkipBadOpt, SubsetOpt
-from gsavl_cli.console import OPTIONS, err, info, print_json, progress, rate
+from gsavl_cli.console import OPTIONS, err, info, print_json, progress, rate, warning_text
 from gsavl_cli.errors import UsageError, WeightsError
 
 
@@ -141,7 +141,7 @@ def train(
     ] = False,
 ) -> None:
     """Train the audio-visual localizer, self-supervised (no labels needed), or SSL2AVS, supervised on masks."""
-    from gsavl_cli.commands.train import TIE_WARNING, TrainConfig
+    from gsavl_cli.commands.train import TrainConfig
     from gsavl_cli.commands.train import train as run_training
     from gsavl_cli.commands.train_presets import default_run_folder, default_subset, resolve_preset
     from gsavl_cli.console import resolve_device
@@ -231,22 +231,24 @@ def train(
 
             return on_step
 
+        warned: set[str] = set()  # each kind of collapse once per run
+
         def on_epoch(log) -> None:
             logs.append(log)
-            if log.val is None:
-                val_text = ""
-            elif preset.segmentation:
-                val_text = f" · val mIoU {log.val['miou']:.4f} best-threshold F {log.val['best_threshold_f'] or 0:.4f}{' (best)' if log.best else ''}"
-            else:
-                val_text = f" · val cIoU {log.val['ciou']:.4f} AUC {log.val['auc']:.4f}{' (best)' if log.best else ''}"
+            val_text = (
+                ""
+                if log.val is None
+                else f" · {preset.family.describe_validation(log.val)}{' (best)' if log.best else ''}"
+            )
             info(f"epoch {log.epoch}: loss {log.loss:.4f} · {log.samples_per_s:.1f} samples/s{val_text}")
-            if log.tied:
-                err.print(TIE_WARNING)
+            if log.collapse is not None and log.collapse.kind not in warned:
+                warned.add(log.collapse.kind)
+                err.print(warning_text(f"epoch {log.collapse.epoch}: {log.collapse.message}", log.collapse.hint))
 
         checkpoint = run_training(cfg, on_epoch=on_epoch, on_step_factory=step_factory)
     from gsavl_cli.home import record_run
 
-    record_run(checkpoint, dataset, model, preset.family)
+    record_run(checkpoint, dataset, model, preset.family.name)
     info(f"checkpoint: [bold]{checkpoint}[/] (`gsavl localize` and `gsavl eval` use it when no --checkpoint is given)")
     if json_output:
         from dataclasses import asdict

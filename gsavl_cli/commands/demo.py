@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from gsavl_cli import metrics
-from gsavl_cli.commands.evaluate import EvalSettings, ground_truth, heatmap_row, run_evaluation, validation_ids
+from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
 from gsavl_cli.commands.localize import LocalizeOutputs, LocalizeSettings, localize_clips
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
-from gsavl_cli.commands.train import TIE_WARNING, EpochLog, TrainConfig, train
+from gsavl_cli.commands.train import EpochLog, TrainConfig, train
+from gsavl_cli.console import warning_text
 from gsavl_cli.data.synthetic import WorldConfig, render_world
 from gsavl_cli.datasets import discover, get_dataset
 from gsavl_cli.errors import GsavlError, UsageError, WeightsError
@@ -29,6 +30,7 @@ from gsavl_cli.io.store import open_store
 from gsavl_cli.model import ModelConfig, build_localizer, config_from_preset, save_checkpoint
 from gsavl_cli.predictor import SamplerChoice
 from gsavl_cli.segment import make_segmenter
+from gsavl_cli.validation import ground_truth, heatmap_row, validation_ids
 
 
 @dataclass
@@ -191,8 +193,9 @@ def run_demo(
     with progress() as bar:
         task = bar.add_task("train", total=config.epochs, rate="")
         train(cfg, on_epoch=on_epoch)
-    if logs and logs[-1].tied:
-        say(TIE_WARNING)
+    for kind in dict.fromkeys(log.collapse.kind for log in logs if log.collapse is not None):
+        seen = next(log.collapse for log in logs if log.collapse is not None and log.collapse.kind == kind)
+        say(warning_text(f"epoch {seen.epoch}: {seen.message}", seen.hint))
     # The last epoch: the test clips are what the demo reports, so they do not pick a checkpoint.
     checkpoint = run / "last.pt"
     segmenter = _segmenter_kind(sam_model, sam_checkpoint, device)
@@ -261,6 +264,7 @@ def run_demo(
         "training": {
             "losses": [round(log.loss, 4) for log in logs],
             "tied_epochs": [log.epoch for log in logs if log.tied],
+            "collapse": [asdict(log.collapse) for log in logs if log.collapse is not None],
         },
         "seconds": round(time.perf_counter() - started, 1),
         "outputs": {k: str(v) for k, v in outputs.items()},

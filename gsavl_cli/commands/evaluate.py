@@ -30,19 +30,19 @@ import torch.distributed as dist
 
 from gsavl_cli import __version__, metrics
 from gsavl_cli.choices import AudioMode, FrameMode
+from gsavl_cli.data.audio_input import silent_like
 from gsavl_cli.datasets import filter_subset, store_dataset
 from gsavl_cli.distributed import init_distributed
 from gsavl_cli.errors import UsageError
 from gsavl_cli.io.embedding_cache import EmbeddingCache
 from gsavl_cli.io.files import atomic_path, write_atomic
 from gsavl_cli.io.store import Store, hdf5_name, open_store
-from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES, Localizer
-from gsavl_cli.predictor import ClipInput, Predictor, PreparedClip, SamplerChoice, silent_like
-from gsavl_cli.segment import RegionSegmenter
+from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES
+from gsavl_cli.predictor import ClipInput, Predictor, PreparedClip, SamplerChoice
+from gsavl_cli.validation import ground_truth, heatmap_row, protocol_size, validation_ids
 from gsavl_cli.viz.report import ReportWriter
 
 T = TypeVar("T")
-VGGSS_GRID = 224  # the VGG-SS protocol scores heatmaps on a 224x224 grid
 CSV_COLUMNS = (
     "clip",
     "frame",
@@ -104,60 +104,7 @@ class EvalSettings:
         return json.loads(json.dumps(asdict(self), default=lambda v: v.value if isinstance(v, Enum) else str(v)))
 
 
-# -- ground truth and protocol ------------------------------------------------------------
-
-
-def _annotated(store: Store, clip_id: str) -> bool:
-    arrays = store.arrays(clip_id)
-    return "masks" in arrays or "boxes" in arrays
-
-
-def validation_ids(path: Path, split: str | None = None) -> list[str]:
-    """Annotated clips of `split` (None: test, else val, else all)."""
-    with open_store(path) as store:
-        if split is None:
-            splits = {store.meta(i).get("split") for i in store.ids}
-            split = next((s for s in ("test", "val") if s in splits), "all")
-        ids = [i for i in store.split_ids(split) if _annotated(store, i)]
-    if not ids:
-        raise UsageError(
-            f"{path} has no annotated clips in split {split!r}",
-            hint="evaluation needs masks (AVSBench) or boxes (VGG-SS)",
-        )
-    return ids
-
-
-def ground_truth(item: dict[str, np.ndarray], size: tuple[int, int], frame: int = 0) -> np.ndarray:
-    """The mask of frame `frame` (nearest-resized to `size`), or the union of the boxes on a grid of `size`."""
-    if "masks" in item:
-        frames = [int(f) for f in item.get("mask_frames", range(len(item["masks"])))]
-        mask = item["masks"][frames.index(frame) if frame in frames else 0]
-        if mask.shape != tuple(size):
-            resized = torch.nn.functional.interpolate(
-                torch.from_numpy(mask)[None, None].float(), size=tuple(size), mode="nearest"
-            )
-            return resized[0, 0].numpy() > 0.5
-        return mask.astype(bool)
-    return metrics.boxes_to_mask(item["boxes"], size=size)
-
-
-def protocol_size(item: dict[str, np.ndarray], frame_size: tuple[int, int]) -> tuple[int, int]:
-    """Masks are scored at their own resolution (the frame's); boxes on the VGG-SS 224 grid."""
-    if "masks" in item:
-        return tuple(int(s) for s in item["masks"].shape[1:3])  # type: ignore[return-value]
-    return (VGGSS_GRID, VGGSS_GRID)
-
-
-def heatmap_row(heatmap: np.ndarray | torch.Tensor, gt: np.ndarray) -> dict[str, float]:
-    """The heatmap protocol: median threshold (cIoU, IoU, F) and the argmax pointing game."""
-    heat = heatmap.float().cpu().numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap, dtype=np.float32)
-    pred = heat >= metrics.median_threshold(heat)
-    return {
-        "ciou": metrics.ciou(heat, gt),
-        "iou": metrics.mask_iou(pred, gt),
-        "mask_f": metrics.f_measure(pred, gt),
-        "pointing": float(metrics.pointing_game(heat, gt)),
-    }
+# -- prompts against the ground truth (the protocol itself: gsavl_cli.validation) -----------
 
 
 def _prompt_hit_rate(points: np.ndarray, labels: np.ndarray, gt: np.ndarray) -> float:
@@ -235,6 +182,7 @@ def _sample_rows(
     protocol = protocol_size(sample.item, size)
     gt_protocol = ground_truth(sample.item, protocol, sample.frame_index)
     base = {"clip": sample.clip, "frame": sample.frame_index}
+    runs = predictor.mask_runs(settings.maps, settings.samplers)
     rows: list[dict[str, Any]] = []
     visuals: dict[str, Any] = {"frame": clip.frame, "gt": gt_frame, "heatmaps": {}, "results": {}}
     for map_name in settings.maps:
@@ -259,10 +207,7 @@ def _sample_rows(
                 data=visuals["heatmaps"][map_name].astype(np.float32),
                 compression="gzip",
             )
-        own_mask = predictor.own_mask  # a segmentation model: one mask, no sampler
-        if own_mask and map_name != settings.maps[0]:
-            continue
-        for choice in [SamplerChoice("model")] if own_mask else settings.samplers:
+        for choice in [choice for shown, choice in runs if shown == map_name]:
             tick = time.perf_counter()
             found = predictor.predict(
                 map_name,
@@ -364,31 +309,6 @@ def evaluate(
     return EvalOutput(rows, timings)
 
 
-@torch.no_grad()
-def heatmap_metrics(
-    localizer: Localizer, path: Path, ids: list[str], device: str, batch_size: int = 32
-) -> dict[str, Any]:
-    """Validation during training: the av map alone, through the same Predictor (no prior, no SAM)."""
-    was_training = localizer.training
-    predictor = Predictor(localizer, RegionSegmenter(), device=device)
-    rows = []
-    with open_store(path) as store:
-        for start in range(0, len(ids), batch_size):
-            items = [
-                store.read(i, ("first_frame", "waveform", "masks", "mask_frames", "boxes"))
-                for i in ids[start : start + batch_size]
-            ]
-            prepared = predictor.prepare(
-                [ClipInput(it["first_frame"], it["waveform"], None, i) for it, i in zip(items, ids[start:])],
-                maps=("av",),
-            )
-            for item, clip in zip(items, prepared):
-                size = protocol_size(item, clip.size)
-                rows.append(heatmap_row(predictor.heatmap_tensor("av", clip=clip, size=size), ground_truth(item, size)))
-    localizer.train(was_training)
-    return metrics.summarize(rows)
-
-
 def dataset_order(path: Path, ids: list[str]) -> tuple[list[str], str]:
     """`ids` in the dataset's own listing order when the store recorded it (the official loaders batch in it), else sorted."""
     with open_store(path) as store:
@@ -470,11 +390,8 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     settings = replace(settings, maps=settings.maps or predictor.default_maps)
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)
-    samplers_ = settings.samplers
-    own_mask = predictor.own_mask  # its one mask row is on the first map, sampler "model"
-    shown_map, shown_sampler = (
-        (settings.maps[0], "model") if own_mask else (settings.maps[-1], samplers_[-1].name if samplers_ else None)
-    )
+    runs = predictor.mask_runs(settings.maps, settings.samplers)  # the report shows the last one's masks
+    shown_map, shown_sampler = (runs[-1][0], runs[-1][1].name) if runs else (settings.maps[-1], None)
     reporter = ReportWriter(out, shown_map, shown_sampler) if settings.report and rank == 0 else None
     mine = ids[rank::world]
     with ExitStack() as stack:

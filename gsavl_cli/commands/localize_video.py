@@ -37,12 +37,13 @@ import numpy as np
 import torch
 
 from gsavl_cli.commands.localize import clip_key, prediction_summary
+from gsavl_cli.data.audio_input import window_around
 from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.io import media
 from gsavl_cli.io.files import write_atomic
 from gsavl_cli.io.masks import mask_writer, write_mask_pngs
 from gsavl_cli.model import normalise_map
-from gsavl_cli.predictor import ClipInput, Prediction, Predictor, SamplerChoice, window_around
+from gsavl_cli.predictor import ClipInput, Prediction, Predictor, SamplerChoice
 from gsavl_cli.viz.drawing import overlay
 
 WHOLE_CLIP_WINDOW = 5.0

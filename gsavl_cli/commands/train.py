@@ -5,7 +5,8 @@ Every epoch: train, validate (localizer: heatmap cIoU/AUC when the validation da
 annotations; SSL2AVS: mask M_J), write `last.pt` and, when validation improved,
 `best.pt`. `last.pt` holds the optimizer and RNG states, so `--resume` continues
 exactly. What differs between model families (data, model, optimizer, loss step,
-validation) is a `Recipe`; the loop is shared.
+validation) is the `Recipe` its registered `ModelFamily` gives (`model.family`); the
+loop is shared.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +27,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from gsavl_cli.commands.frozen_trunks import trunk_cache_for
-from gsavl_cli.data.clips import AudioVisualClips, collate
-from gsavl_cli.datasets import filter_subset, store_dataset
+from gsavl_cli.data.clips import collate
+from gsavl_cli.datasets import filter_subset
 from gsavl_cli.distributed import init_distributed
 from gsavl_cli.errors import GsavlError, UsageError
 from gsavl_cli.io.files import write_atomic
 from gsavl_cli.io.store import open_store
-from gsavl_cli.model import ModelConfig, build_localizer, load_checkpoint, save_checkpoint
-from gsavl_cli.model.checkpoint import family_of
+from gsavl_cli.model import ModelConfig, load_checkpoint, save_checkpoint
 from gsavl_cli.model.config import EZVSL_SECONDS
-from gsavl_cli.model.ssl2avs import SSL2AVSConfig, build_ssl2avs
+from gsavl_cli.model.family import Recipe, Step, family_for
+from gsavl_cli.training_health import Collapse, contrastive_collapse, validation_collapse
 
 
 @dataclass
 class TrainConfig:
     data: Path
     out: Path
-    model: ModelConfig | SSL2AVSConfig = field(default_factory=ModelConfig)
+    model: Any = field(default_factory=ModelConfig)  # a registered family's configuration (`model.family`)
     val: Path | None = None
     split: str = "train"
     val_split: str | None = None  # None: the first of test/val found in the validation file
@@ -82,50 +82,8 @@ class EpochLog:
     seconds: float
     val: dict[str, Any] | None = None
     best: bool = False
-    tied: bool = False  # the contrastive loss sat at its all-logits-equal value (see `tie_loss`)
-
-
-Step = Callable[[nn.Module, dict[str, torch.Tensor], str, torch.autocast], tuple[torch.Tensor, int]]
-"""(possibly DDP-wrapped model, batch, device, autocast) -> (loss, number of samples)."""
-
-LOCALIZER_LR = 1e-4
-
-
-@dataclass
-class Recipe:
-    """What one model family brings to the shared loop."""
-
-    dataset: Dataset
-    collate: Callable[[list[Any]], Any] | None
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    step: Step
-    validate: Callable[[nn.Module], dict[str, Any]] | None  # None: no validation data
-    score: str  # the validation metric (higher is better) that picks best.pt
-    ddp_options: dict[str, Any] = field(default_factory=dict)
-    contrastive: bool = False  # the loss is the symmetric contrastive one, whose ties `tie_loss` names
-
-
-def tie_loss(batch_size: int) -> float:
-    """The symmetric contrastive loss when every audio scores every frame alike: 2 ln B.
-
-    A run whose epoch loss sits there has stopped learning (every logit equal, no
-    gradient), e.g. when each frame's best-matching cell is a background shared by all frames.
-    """
-    return 2.0 * math.log(batch_size)
-
-
-TIE_TOLERANCE = 1e-3
-TIE_WARNING = (
-    "[yellow]warning:[/] the loss sits at 2 ln(batch size): every audio scores every frame alike, "
-    "so the model has stopped learning (a tie, typically each frame's best cell is a background "
-    "all frames share). Start from pretrained weights, or change the data or --lr."
-)
-
-
-def _test_interpolation(path: Path) -> str:
-    """The test resize of the training data's protocol (its dataset layout's), recorded for `localize`."""
-    return store_dataset(path).test_interpolation
+    tied: bool = False  # the contrastive loss sat at its all-logits-equal value (`training_health`)
+    collapse: Collapse | None = None  # a sign of collapse seen at this epoch (`training_health`)
 
 
 def trained_audio_window(path: Path, audio_encoder: str = "vggish") -> float | None:
@@ -163,7 +121,8 @@ def _check_out(out: Path) -> None:
         raise UsageError(f"cannot write to {out}: {exc.strerror}", hint="choose another --out folder") from None
 
 
-def _train_ids(path: Path, split: str, subset: str | None, exclude: tuple[str, ...] = ()) -> list[str]:
+def train_ids(path: Path, split: str, subset: str | None, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The training clips of `split` (and `subset`), less `exclude`; a UsageError naming the splits when none."""
     with open_store(path) as store:
         ids = [i for i in filter_subset(store.split_ids(split), subset) if i not in exclude]
         splits = sorted({str(store.meta(i).get("split")) for i in store.ids})
@@ -208,29 +167,13 @@ def _autocast(device: str) -> torch.autocast:
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
 
 
-def _localizer_step(
-    model: nn.Module, batch: dict[str, torch.Tensor], device: str, autocast: torch.autocast
-) -> tuple[torch.Tensor, int]:
-    """The localizer's MIL contrastive loss on one batch of (frame, audio) pairs."""
-    module = model.module if isinstance(model, DistributedDataParallel) else model
-    images = batch["images"].to(device, non_blocking=True)
-    audio = batch["audio"].to(device, non_blocking=True)
-    lengths = batch["lengths"].to(device, non_blocking=True)
-    if device.startswith("cuda"):
-        images = images.contiguous(memory_format=torch.channels_last)
-    with autocast:
-        img_maps, aud = model(images, audio, lengths)
-        loss, _ = module.loss(img_maps.float(), aud.float())
-    return loss, len(images)
-
-
 def _train_epoch(
     model,
     loader,
     optimizer,
     cfg: TrainConfig,
     on_step: Callable[[int, float], None] | None,
-    loss_step: Step = _localizer_step,
+    loss_step: Step,
 ) -> tuple[float, int, float, float]:
     model.train()
     total, count, waited = 0.0, 0, 0.0
@@ -265,7 +208,7 @@ def _resume_state(cfg: TrainConfig, model, optimizer, generator: torch.Generator
             f"--resume: {last} was trained with another model configuration",
             hint="use the same --model options or a new --out",
         )
-    model.load_state_dict(loaded.localizer.state_dict())
+    model.load_state_dict(loaded.model.state_dict())
     state = loaded.extra
     if "optimizer" in loaded.raw:
         optimizer.load_state_dict(loaded.raw["optimizer"])
@@ -287,7 +230,7 @@ def train(
     if rank == 0:
         _check_out(cfg.out)
     generator = _seed_everything(cfg.seed)
-    recipe = RECIPES[family_of(cfg.model)](cfg, world)
+    recipe: Recipe = family_for(cfg.model).recipe(cfg, world)
     model, optimizer = recipe.model, recipe.optimizer
     state = {"epoch": 0, "best": -math.inf, "bad_epochs": 0}
     if cfg.resume:
@@ -296,6 +239,8 @@ def train(
     loader = _loader(recipe.dataset, cfg, generator, world, rank, recipe.collate)
     if rank == 0:
         write_atomic(cfg.out / "config.json", json.dumps(cfg.to_json(), indent=2).encode("utf-8"))
+    losses: list[float] = []  # this run's epoch losses and validation scores, for `training_health`
+    scores: list[float] = []
     for epoch in range(int(state["epoch"]) + 1, cfg.epochs + 1):
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
@@ -306,11 +251,16 @@ def train(
         )
         loss, count, seconds, wait_share = _train_epoch(wrapped, loader, optimizer, cfg, on_step, recipe.step)
         log = EpochLog(epoch, loss, count * world / max(seconds, 1e-9), wait_share, seconds)
-        log.tied = recipe.contrastive and abs(loss - tie_loss(loader.batch_size or 1)) < TIE_TOLERANCE
+        losses.append(loss)
+        if recipe.chance_loss is not None:
+            log.collapse = contrastive_collapse(losses, recipe.chance_loss(loader.batch_size or 1))
+            log.tied = log.collapse is not None and log.collapse.kind == "tied"
         if rank == 0:
             if recipe.validate is not None:
                 log.val = recipe.validate(model)
                 score = log.val[recipe.score]
+                scores.append(score)
+                log.collapse = log.collapse or validation_collapse(scores, recipe.score)
                 log.best = score > state["best"]
                 state["bad_epochs"] = 0 if log.best else int(state["bad_epochs"]) + 1
                 state["best"] = max(float(state["best"]), score)
@@ -338,101 +288,15 @@ def train(
     return best if best.exists() else cfg.out / "last.pt"
 
 
-def _on_device(model: nn.Module, device: str) -> nn.Module:
+def on_device(model: nn.Module, device: str) -> nn.Module:
+    """The model on `device` (channels-last on CUDA, as the loss steps feed it)."""
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if device.startswith("cuda") else model
 
 
-def _trainable(model: nn.Module) -> list[nn.Parameter]:
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters the optimizer updates (frozen trunks excluded)."""
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def _localizer_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
-    """Self-supervised: (frame, audio) pairs, Adam, MIL contrastive loss; heatmap cIoU on --val.
-
-    Frozen trunks whose outputs repeat every epoch run once per clip (see `frozen_trunks`)."""
-    cfg.model = replace(
-        cfg.model,
-        audio_seconds=cfg.model.audio_seconds or trained_audio_window(cfg.data, cfg.model.audio_encoder),
-        test_interpolation=_test_interpolation(cfg.data),
-    )
-    cfg.lr = LOCALIZER_LR if cfg.lr is None else cfg.lr
-    layout = store_dataset(cfg.data)  # its protocol: augmentation or the plain test resize
-    dataset = AudioVisualClips(
-        cfg.data,
-        _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude),
-        cfg.model.audio_encoder,
-        layout.train_transform(cfg.model.image_size),
-    )
-    if len(dataset) < 2:
-        raise UsageError(f"{cfg.data} has {len(dataset)} training clip(s); contrastive training needs at least 2")
-    from gsavl_cli.commands.evaluate import heatmap_metrics, validation_ids  # evaluation builds on training's modules
-
-    val_ids = [i for i in validation_ids(cfg.val, cfg.val_split) if i not in cfg.exclude] if cfg.val is not None else []
-    model = _on_device(
-        build_localizer(
-            cfg.model,
-            pretrained=cfg.pretrained,
-            vggish_checkpoint=cfg.vggish_checkpoint,
-            resnet_checkpoint=cfg.resnet_checkpoint,
-            identity_image_init=cfg.identity_init,
-        ),
-        cfg.device,
-    )
-    optimizer = torch.optim.Adam(_trainable(model), lr=cfg.lr)
-    validate = (lambda m: heatmap_metrics(m, cfg.val, val_ids, cfg.device)) if val_ids else None
-    cache = trunk_cache_for(model, len(dataset), layout.augment, world)
-    step = cache.step if cache is not None else _localizer_step
-    return Recipe(dataset, collate, model, optimizer, step, validate, "ciou", contrastive=True)
-
-
-def _segmentation_recipe(cfg: TrainConfig, world: int = 1) -> Recipe:
-    """Supervised (SSL2AVS): clips with masks, AdamW, the family's loss; mask M_J on the val (else test) split."""
-    from gsavl_cli.commands import train_segmentation as seg
-
-    if cfg.identity_init or cfg.resnet_checkpoint:
-        raise UsageError(
-            "--identity-init and --resnet-checkpoint belong to the localizer",
-            hint="for ssl2avs pass --backbone-checkpoint",
-        )
-    cfg.lr = seg.DEFAULT_LR if cfg.lr is None else cfg.lr
-    dataset = seg.segmentation_dataset(
-        cfg.data,
-        _train_ids(cfg.data, cfg.split, cfg.subset, cfg.exclude),
-        cfg.model.image_size,
-        cfg.frames,
-        cfg.augment,
-    )
-    val_path = cfg.val or cfg.data
-    val_ids = seg.segmentation_val_ids(
-        val_path, cfg.val_split, required=cfg.val is not None or cfg.val_split is not None
-    )
-    model = _on_device(
-        build_ssl2avs(
-            cfg.model,
-            pretrained=cfg.pretrained,
-            vggish_checkpoint=cfg.vggish_checkpoint,
-            backbone_checkpoint=cfg.backbone_checkpoint,
-        ),
-        cfg.device,
-    )
-    optimizer = torch.optim.AdamW(_trainable(model), lr=cfg.lr)
-    image_size = cfg.model.image_size
-    validate = (
-        (lambda m: seg.segmentation_metrics(m, val_path, val_ids, cfg.device, image_size=image_size))
-        if val_ids
-        else None
-    )
-    return Recipe(
-        dataset, None, model, optimizer, seg.segmentation_step, validate, "miou", {"find_unused_parameters": True}
-    )
-
-
-RECIPES: dict[str, Callable[[TrainConfig, int], Recipe]] = {
-    "localizer": _localizer_recipe,
-    "ssl2avs": _segmentation_recipe,
-}
-"""Model family (see `model.checkpoint.register_family`) -> how to train it."""
 
 
 def _should_stop(cfg: TrainConfig, state: dict[str, Any]) -> bool:

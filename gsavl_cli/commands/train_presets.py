@@ -8,54 +8,55 @@ the CLI only parses the options and prints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gsavl_cli.errors import UsageError
 
-LOCALIZER_ONLY = ("audio_encoder", "similarity", "beta", "freeze_image", "standardize_audio")
-"""Overrides that only the localizer presets (gsavl, ezvsl) take; an SSL2AVS preset refuses them."""
+if TYPE_CHECKING:
+    from gsavl_cli.model.family import ModelFamily
+
+
+_STAND_INS = ("--no-pretrained", "--identity-init", "--freeze-image", "--freeze-audio", "--standardize-audio")
+_SCHEDULE = ("--beta", "2", "--image-size", "257", "--lr", "2e-3", "--batch-size", "16")
+FROM_SCRATCH: dict[str, tuple[str, ...]] = {
+    "gsavl": (*_STAND_INS, *_SCHEDULE),
+    "ezvsl": (*_STAND_INS, "--similarity", "cosine", *_SCHEDULE),
+}
+"""`gsavl train` options with which each localizer preset learns without pretrained weights
+(docs/results.md, "When training collapses": fixed random/identity trunks, standardised
+audio, the global term; ezvsl also cosine). The paper's numbers use the presets as they are."""
 
 
 @dataclass
 class TrainPreset:
     """A model preset resolved for one dataset."""
 
-    model: Any  # ModelConfig or SSL2AVSConfig
-    family: str  # "localizer" or "ssl2avs", as `home.record_run` logs it
+    model: Any  # the family's configuration
+    family: ModelFamily
     batch_size: int
     epochs: int
 
-    @property
-    def segmentation(self) -> bool:
-        """Supervised on masks (SSL2AVS) rather than the self-supervised localizer."""
-        return self.family == "ssl2avs"
-
 
 def resolve_preset(dataset: str, data: Path, model: str, overrides: dict[str, Any]) -> TrainPreset:
-    """`--model PRESET` with the options given (`None`: the preset's) and its default schedule.
+    """`--model PRESET` with the options given (`None`: the preset's) and its family's default schedule.
 
-    SSL2AVS trains on AVSegFormer's schedule (batch 4, epochs by the store's layout); the
-    localizer on the named dataset's (`datasets.train_preset`), else the defaults.
+    An option the preset's configuration has no field for (a localizer option given to
+    SSL2AVS) is refused rather than ignored.
     """
-    from gsavl_cli.datasets import train_preset
-    from gsavl_cli.model import config_from_preset
-    from gsavl_cli.model.ssl2avs import SSL2AVSConfig
+    from gsavl_cli.model import config_from_preset, family_for
 
     given = {k: v for k, v in overrides.items() if v is not None}
-    if isinstance(config_from_preset(model), SSL2AVSConfig):
-        misplaced = [f"--{k.replace('_', '-')}" for k in LOCALIZER_ONLY if k in given]
-        if misplaced:
-            raise UsageError(
-                f"options of the localizer presets (gsavl, ezvsl) given to {model}: {', '.join(misplaced)}",
-                hint="drop them",
-            )
-        from gsavl_cli.commands.train_segmentation import DEFAULT_BATCH, default_epochs
-
-        family, (batch_size, epochs) = "ssl2avs", (DEFAULT_BATCH, default_epochs(data))
-    else:
-        family, (batch_size, epochs) = "localizer", train_preset(dataset)
+    preset = config_from_preset(model)
+    family = family_for(preset)
+    misplaced = [f"--{k.replace('_', '-')}" for k in given if k not in {f.name for f in fields(preset)}]
+    if misplaced:
+        raise UsageError(
+            f"options the {model} preset ({family.name} family) does not take: {', '.join(misplaced)}",
+            hint="drop them",
+        )
+    batch_size, epochs = family.schedule(dataset, data)
     return TrainPreset(config_from_preset(model, **given), family, batch_size, epochs)
 
 

@@ -80,11 +80,6 @@ class ModelConfig:
             )
         if self.audio_seconds is not None and self.audio_seconds <= 0:
             raise UsageError(f"audio window must be > 0 s, got {self.audio_seconds}")
-        if self.freeze_audio and self.audio_encoder != "vggish":
-            raise UsageError(
-                "freezing the audio encoder only makes sense for the pretrained VGGish",
-                hint="drop the freeze option or use the vggish audio encoder",
-            )
 
     @property
     def audio_window(self) -> float | None:

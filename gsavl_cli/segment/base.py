@@ -10,7 +10,7 @@ cascade's stop rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,11 +25,16 @@ MASK_CHOICES = ("single", "score", "heatmap")
 
 @dataclass
 class ImageEmbedding:
-    """One frame's image features [1,C,h,w] (None for segmenters without an encoder) and its sizes as (H, W)."""
+    """One frame's image features [1,C,h,w] (None for segmenters without an encoder) and its sizes as (H, W).
+
+    `outputs` holds the model's own outputs for the frame that the segmenter reads
+    (`Segmenter.needs`, e.g. the mask logits); the Predictor fills them.
+    """
 
     features: torch.Tensor | None
     input_size: tuple[int, int]
     original_size: tuple[int, int]
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,10 +48,18 @@ class SegmentResult:
 
 
 class Segmenter(Protocol):
-    """What the Predictor needs from a segmenter (`SamSegmenter`, `RegionSegmenter`)."""
+    """What the Predictor needs from a segmenter (`SamSegmenter`, `RegionSegmenter`, `ModelMaskSegmenter`).
+
+    `prompted`: whether its masks follow the prompts (and so depend on the sampler and the
+    map); a segmenter that takes none (the model's own mask) is asked once per frame.
+    `needs`: names of the model outputs it reads from `ImageEmbedding.outputs` (the
+    model's "mask" logits); () for a segmenter that sees only the image and the prompts.
+    """
 
     name: str
     encoder_calls: int
+    prompted: bool
+    needs: tuple[str, ...]
 
     def embed(self, images: list[np.ndarray], batch_size: int = 4) -> list[ImageEmbedding]: ...
 

@@ -45,6 +45,8 @@ class RegionSegmenter:
     """Prompt-following heatmap regions (see the module docstring); needs no weights."""
 
     name = "region"
+    prompted = True
+    needs: tuple[str, ...] = ()
 
     def __init__(self, *, fraction: float = REGION_FRACTION, device: str = "cpu") -> None:
         self.fraction = fraction

@@ -93,6 +93,8 @@ class SamSegmenter:
     """
 
     name = "sam"
+    prompted = True
+    needs: tuple[str, ...] = ()
 
     def __init__(
         self,
