@@ -10,18 +10,25 @@ from enum import Enum
 
 
 class MapName(str, Enum):
+    """The heatmap that prompts the segmenter: av (audio-visual), obj (the training-free object prior), or avobj
+    (their mix, weighted by --alpha)."""
+
     av = "av"
     obj = "obj"
     avobj = "avobj"
 
 
 class SegmenterName(str, Enum):
+    """What turns the prompts into a mask: SAM, the heatmap region around them (no weights), or the model's own head."""
+
     sam = "sam"
     region = "region"
     model = "model"  # a segmentation model's own mask head (SSL2AVS)
 
 
 class SamModel(str, Enum):
+    """Which SAM to load: vit_h (the paper's), vit_l, vit_b, or tiny (a test model, only from --sam-checkpoint)."""
+
     vit_h = "vit_h"
     vit_l = "vit_l"
     vit_b = "vit_b"
@@ -29,17 +36,23 @@ class SamModel(str, Enum):
 
 
 class MaskChoice(str, Enum):
+    """Which SAM mask to keep: its single-mask output (paper), the best predicted IoU, or the best heatmap agreement."""
+
     single = "single"
     score = "score"
     heatmap = "heatmap"
 
 
 class FrameMode(str, Enum):
+    """Which frames of a clip are evaluated, and with which audio."""
+
     first = "first"  # each clip's first frame with the clip-level audio (GSAVL protocol)
     all = "all"  # every annotated frame with its own audio window (AVS benchmark)
 
 
 class AudioMode(str, Enum):
+    """What the model hears at evaluation: the clip's own audio, or a control that tests whether it listens."""
+
     normal = "normal"
     silent = "silent"  # digital silence: what the model finds without sound
     shuffled = "shuffled"  # each clip hears another clip's audio (seeded): does the model listen?

@@ -35,6 +35,8 @@ out = Console(highlight=False, soft_wrap=True)
 
 @dataclass
 class GlobalOptions:
+    """The options every command shares (--device, --seed, -v, -q), set once by the app's callback."""
+
     device: str = "auto"
     seed: int = 123
     verbose: bool = False
@@ -104,10 +106,12 @@ def progress(*, transient: bool = False) -> Progress:
 
 
 def rate(count: int, seconds: float, unit: str) -> str:
+    """A progress bar's throughput text, e.g. "12.34 clips/s"; empty before any time has passed."""
     return f"{count / seconds:.2f} {unit}/s" if seconds > 0 else ""
 
 
 def info(message: str) -> None:
+    """A status line on stderr, silenced by -q."""
     if not OPTIONS.quiet:
         err.print(message)
 
@@ -119,6 +123,7 @@ def warning_text(message: str, hint: str | None = None) -> str:
 
 
 def print_json(data: Any) -> None:
+    """The machine-readable result on stdout (the messages go to stderr), flushed at once."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
 

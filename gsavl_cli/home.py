@@ -47,6 +47,7 @@ class NamedStore:
 
     @property
     def exists(self) -> bool:
+        """Whether the store's file is still there (`gsavl info` marks the ones that are gone)."""
         return Path(self.path).exists()
 
 
@@ -106,6 +107,7 @@ class TrainedRun:
 
     @property
     def when(self) -> str:
+        """The run's finish time, local, as YYYY-MM-DD HH:MM (for messages)."""
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.finished))
 
 

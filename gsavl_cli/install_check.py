@@ -22,6 +22,8 @@ FAMILY = ("torch", "torchvision", "torchaudio")
 
 @dataclass(frozen=True)
 class Check:
+    """One install check's outcome: what was checked, whether it passed, and the detail to show."""
+
     name: str
     ok: bool
     detail: str

@@ -91,6 +91,7 @@ class PreparedClip:
 
     @property
     def size(self) -> tuple[int, int]:
+        """The frame's (height, width) in pixels."""
         return int(self.frame.shape[0]), int(self.frame.shape[1])
 
 
@@ -114,15 +115,20 @@ class Prediction:
 
     @property
     def prompts(self) -> Prompts:
+        """The points and labels as the segmenter's `Prompts`."""
         return Prompts(self.points, self.labels)
 
 
 class EmbeddingStore(Protocol):
     """A cache of image embeddings keyed by clip key (see `gsavl_cli.io.embedding_cache`)."""
 
-    def get(self, key: str) -> ImageEmbedding | None: ...
+    def get(self, key: str) -> ImageEmbedding | None:
+        """The cached embedding of `key`, or None."""
+        ...
 
-    def put(self, key: str, embedding: ImageEmbedding) -> None: ...
+    def put(self, key: str, embedding: ImageEmbedding) -> None:
+        """Caches `embedding` under `key`."""
+        ...
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:

@@ -63,6 +63,7 @@ class DemoConfig:
             )
 
     def world(self) -> WorldConfig:
+        """The synthetic world to render from the demo's counts, sizes and seed (no validation clips)."""
         return WorldConfig(
             n_train=self.n_train,
             n_val=0,
@@ -145,6 +146,8 @@ def run_demo(
     progress: Callable[..., Any],
     say: Callable[[str], None],
 ) -> dict[str, Any]:
+    """The whole offline demo in `folder`: render, preprocess, train, evaluate (against the untrained model and
+    the centre prior) and localize one test clip; returns the headline numbers and where the outputs are."""
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     say("1/6 rendering the synthetic audio-visual world")

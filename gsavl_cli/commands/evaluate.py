@@ -63,6 +63,7 @@ CSV_COLUMNS = (
 
 
 def default_samplers() -> list[SamplerChoice]:
+    """The prompt samplers `gsavl eval` compares by default: naive, grid and prob."""
     return [SamplerChoice("naive"), SamplerChoice("grid"), SamplerChoice("prob")]
 
 
@@ -101,6 +102,7 @@ class EvalSettings:
     videos_per_batch: int = 1  # AVS M_J / M_F batching (AVSBench's test.py: 1)
 
     def to_json(self) -> dict[str, Any]:
+        """The settings as JSON values (enums by value, paths as text), as metrics.json records them."""
         return json.loads(json.dumps(asdict(self), default=lambda v: v.value if isinstance(v, Enum) else str(v)))
 
 
@@ -164,6 +166,8 @@ def _samples(store: Store, clip_id: str, settings: EvalSettings, partners: dict[
 
 @dataclass
 class EvalOutput:
+    """What `evaluate` returns: one row per clip x map (x sampler for masks) and the seconds spent per stage."""
+
     rows: list[dict[str, Any]]
     timings: dict[str, float]
 

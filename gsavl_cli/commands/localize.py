@@ -72,6 +72,7 @@ def expand_clips(paths: list[Path]) -> list[Path]:
 
 
 def make_predictor(settings: LocalizeSettings) -> Predictor:
+    """The Predictor these settings describe: checkpoint, segmenter, SAM weights, object prior and map mixing."""
     return Predictor.from_checkpoint(
         settings.checkpoint,
         device=settings.device,

@@ -72,6 +72,7 @@ class VideoSettings:
     key: str | None = None
 
     def check(self) -> None:
+        """Refuses settings that would write nothing, or a bad smoothing constant, chunk size or batch size."""
         if not any((self.video, self.masks, self.mask_pngs, self.timeline)):
             raise UsageError(
                 "nothing to write for the video", hint="pass --video, --masks, --mask-pngs and/or --timeline"
@@ -122,9 +123,11 @@ class _NoProgress:
         return None
 
     def add_task(self, *args: Any, **kwargs: Any) -> int:
+        """Stands in for rich's `Progress.add_task` when no bar is shown; the task id is never used."""
         return 0
 
     def update(self, *args: Any, **kwargs: Any) -> None:
+        """Ignores the progress update (no bar is shown)."""
         return None
 
 

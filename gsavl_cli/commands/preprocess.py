@@ -131,6 +131,8 @@ def extract_clip(src: ClipSource, settings: dict[str, Any]) -> ClipRecord:
 
 @dataclass
 class Failure:
+    """A clip that could not be preprocessed: its source and why; the run goes on and reports it."""
+
     source: str
     reason: str
 
@@ -147,6 +149,7 @@ class PreprocessResult:
     ignored: list[Ignored] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The run's summary as JSON values, for `--json` and for a shard job's return value."""
         return {
             "output": str(self.output),
             "written": self.written,

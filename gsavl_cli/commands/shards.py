@@ -47,6 +47,7 @@ def shard_of(clip_id: str, count: int) -> int:
 
 
 def select_shard(clips: list[ClipSource], index: int, count: int) -> list[ClipSource]:
+    """The clips of shard `index` of `count` (`shard_of`: stable whatever else the list holds)."""
     return [c for c in clips if shard_of(c.clip_id, count) == index]
 
 
@@ -76,12 +77,15 @@ def start_shard(
 
 @dataclass
 class MergeResult:
+    """What a merge of shard stores produced: the output store, its clip count, the parts and any clips they lacked."""
+
     output: Path
     clips: int
     parts: int
     missing: dict[str, list[str]] = field(default_factory=dict)  # part -> clip ids it lacks (with allow_missing)
 
     def to_json(self) -> dict[str, Any]:
+        """The merge's summary as JSON values, for `--json`."""
         return {"output": str(self.output), "clips": self.clips, "parts": self.parts, "missing": self.missing}
 
 
@@ -216,6 +220,8 @@ def preprocess_shard(job: ShardJob) -> dict[str, Any]:
 
 @dataclass
 class ClusterPlan:
+    """How submitit runs the shards (Slurm or local), where parts and logs go, and each job's time and CPUs."""
+
     executor: str  # "slurm" or "local"
     shards: int
     folder: Path  # parts and logs

@@ -41,6 +41,8 @@ from gsavl_cli.training_health import Collapse, contrastive_collapse, validation
 
 @dataclass
 class TrainConfig:
+    """Everything `gsavl train` can be told, for any model family; the run folder's config.json records it."""
+
     data: Path
     out: Path
     model: Any = field(default_factory=ModelConfig)  # a registered family's configuration (`model.family`)
@@ -68,6 +70,7 @@ class TrainConfig:
     exclude: tuple[str, ...] = ()  # clip ids left out (`--skip-bad`: the damaged ones)
 
     def to_json(self) -> dict[str, Any]:
+        """The config as JSON values, the model as its family's dict (what config.json holds)."""
         data = asdict(self)
         data["model"] = self.model.to_dict()
         return json.loads(json.dumps(data, default=str))
@@ -75,6 +78,8 @@ class TrainConfig:
 
 @dataclass
 class EpochLog:
+    """One epoch's record: loss, throughput, the share of time spent waiting for data, validation, signs of collapse."""
+
     epoch: int
     loss: float
     samples_per_s: float

@@ -65,6 +65,7 @@ def segmentation_val_ids(path: Path, split: str | None, *, required: bool) -> li
 def segmentation_dataset(
     path: Path, ids: list[str], image_size: int, frames: str, augment: bool = False
 ) -> SegmentationClips:
+    """SSL2AVS's training items: `SegmentationClips` of `ids` at `image_size`, all frames or only the annotated ones."""
     return SegmentationClips(path, ids, image_size, frames, augment=augment)
 
 

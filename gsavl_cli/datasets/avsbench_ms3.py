@@ -30,9 +30,11 @@ class AVSBenchMS3(Dataset):
     named = (NamedDataset("avsbench-ms3", description, store="avsbench-ms3"),)
 
     def detect(self, root: Path) -> bool:
+        """An MS3 root holds AVSBench's ms3_meta_data.csv."""
         return (root / "ms3_meta_data.csv").exists()
 
     def clips(self, source: Path, split: str = "all", **_: Any) -> list[ClipSource]:
+        """The clips of `split` listed in ms3_meta_data.csv: five frames, each with a mask and a second of audio."""
         rows = read_metadata_csv(
             source / "ms3_meta_data.csv", {"name": (("name", "video_id", "vid"), 0), "split": (("split",), -1)}
         )

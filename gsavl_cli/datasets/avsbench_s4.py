@@ -34,9 +34,11 @@ class AVSBenchS4(Dataset):
     named = (NamedDataset("avsbench-s4", description, store="avsbench-s4", batch_size=32, epochs=10),)
 
     def detect(self, root: Path) -> bool:
+        """An S4 root holds AVSBench's s4_meta_data.csv."""
         return (root / "s4_meta_data.csv").exists()
 
     def clips(self, source: Path, split: str = "all", **_: Any) -> list[ClipSource]:
+        """The clips of `split` listed in s4_meta_data.csv: five frames, masks on the first (train) or all five."""
         rows = read_metadata_csv(
             source / "s4_meta_data.csv",
             {

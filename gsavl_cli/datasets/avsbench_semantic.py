@@ -25,6 +25,7 @@ class AVSBenchSemantic(Dataset):
     named = (NamedDataset("avsbench-semantic", description, store="avsbench-semantic"),)
 
     def detect(self, root: Path) -> bool:
+        """A semantic root holds metadata.csv and at least one subset folder (v1s, v1m, v2)."""
         return (root / "metadata.csv").exists() and any((root / s).is_dir() for s in self.subsets)
 
     def clips(

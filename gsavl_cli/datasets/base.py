@@ -44,6 +44,7 @@ class ClipSource:
 
     @property
     def source(self) -> Path:
+        """The path that names the clip in reports: its video, else its audio, else its first frame."""
         return self.video or self.audio or (self.frame_files[0] if self.frame_files else Path("?"))
 
 

@@ -44,6 +44,7 @@ class Ignored:
     reason: str
 
     def to_json(self) -> dict[str, str]:
+        """The entry as JSON values, for preprocess's `--json` report."""
         return {"source": str(self.source), "reason": self.reason}
 
 

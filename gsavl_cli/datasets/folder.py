@@ -24,6 +24,7 @@ class Folder(Dataset):
     augment = True
 
     def detect(self, root: Path) -> bool:
+        """Any folder is a folder of videos: the fallback layout."""
         return True  # the fallback: `detect_layout` answers folder when nothing else matches
 
     def clips(

@@ -61,6 +61,7 @@ class VGGSound(Dataset):
     )
 
     def detect(self, root: Path) -> bool:
+        """A VGGSound root holds vggss.json, frames/ and audio/ folders, or videos named as VGGSound releases them."""
         return (
             (root / ANNOTATIONS_FILE).exists()
             or ((root / "frames").is_dir() and (root / "audio").is_dir())

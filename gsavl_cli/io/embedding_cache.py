@@ -28,6 +28,7 @@ class EmbeddingCache:
         self.file.attrs["sam"] = key
 
     def get(self, clip_key: str) -> ImageEmbedding | None:
+        """The cached embedding of `clip_key`, or None when absent or left incomplete by a crash."""
         name = hdf5_name(clip_key)
         if name not in self.file or "original_size" not in self.file[name].attrs:
             return None
@@ -37,6 +38,7 @@ class EmbeddingCache:
         )
 
     def put(self, clip_key: str, embedding: ImageEmbedding) -> None:
+        """Stores `embedding` under `clip_key` (replacing any), as float16, flushed at once."""
         name = hdf5_name(clip_key)
         if name in self.file:
             del self.file[name]
@@ -45,5 +47,6 @@ class EmbeddingCache:
         self.file.flush()
 
     def close(self) -> None:
+        """Closes the file; calling it again does nothing."""
         if self.file.id.valid:
             self.file.close()

@@ -148,6 +148,7 @@ class MaskArchive:
         return np.concatenate(chunks) if chunks else np.zeros((0, height, width), dtype=bool)
 
     def close(self) -> None:
+        """Closes the archive's file."""
         self._npz.close()
 
     def __enter__(self) -> MaskArchive:

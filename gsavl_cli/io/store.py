@@ -52,6 +52,7 @@ def hdf5_name(clip_id: str) -> str:
 
 
 def check_schema(f: h5py.File, path: Path) -> None:
+    """Refuses a file that is not a gsavl store, or one of another schema version (re-run preprocess)."""
     version = f.attrs.get("schema_version")
     if version is None or _CLIPS not in f:
         raise UsageError(
@@ -120,9 +121,11 @@ class StoreWriter:
 
     @property
     def done_ids(self) -> set[str]:
+        """The ids of the clips already complete in the store: what a resumed preprocess skips."""
         return {g.attrs["id"] for g in self._file[_CLIPS].values()}
 
     def write(self, record: ClipRecord) -> None:
+        """Writes one clip, replacing any earlier copy; it counts as complete only once all of it is flushed."""
         clips = self._file[_CLIPS]
         key = hdf5_name(record.clip_id)
         if key in clips:
@@ -146,6 +149,7 @@ class StoreWriter:
         self._file.flush()
 
     def close(self) -> None:
+        """Flushes and closes the file; calling it again does nothing."""
         if self._file.id.valid:
             self._file.flush()
             self._file.close()
@@ -252,6 +256,7 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
         return None
 
     def meta(self, clip_id: str) -> dict[str, Any]:
+        """A clip's metadata (source, duration, split, category) without reading its arrays."""
         group = self._group(clip_id)
         return json.loads(group.attrs["meta"])
 
@@ -266,6 +271,7 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
         return shapes
 
     def split_ids(self, split: str | None) -> list[str]:
+        """The ids of the clips in `split` (None or "all": every clip), sorted."""
         if split in (None, "all"):
             return list(self.ids)
         return [i for i in self.ids if self.meta(i).get("split") == split]
@@ -277,6 +283,7 @@ class Store(Mapping[str, dict[str, np.ndarray]]):
         return len(self.ids)
 
     def close(self) -> None:
+        """Closes this process's handle; reading again reopens the file."""
         if self._file is not None and self._file.id.valid:
             self._file.close()
         self._file = None

@@ -41,6 +41,8 @@ def _checkpoint_hint() -> str:
 
 
 class LoadedCheckpoint(NamedTuple):
+    """What `load_checkpoint` returns: the model, its config, the extra values, the file's raw content, the family."""
+
     model: nn.Module
     config: Any
     extra: dict[str, Any]

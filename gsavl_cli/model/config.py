@@ -89,10 +89,12 @@ class ModelConfig:
         return self.audio_seconds
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict, as a checkpoint stores it."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """The config from a checkpoint's dict; unknown keys are refused (`strict_from_dict`)."""
         return strict_from_dict(cls, data, "model")
 
 
@@ -124,6 +126,7 @@ def ezvsl_preset() -> ModelConfig:
 
 
 def list_presets() -> list[str]:
+    """The registered model preset names, sorted."""
     return sorted(PRESETS)
 
 

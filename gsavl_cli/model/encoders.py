@@ -36,6 +36,7 @@ class ResNetTrunk(ResNet):
             self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """images [B,C,H,W] -> layer4 maps [B,512,H/32,W/32]."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 

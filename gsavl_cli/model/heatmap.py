@@ -38,6 +38,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], align_corners: bool = AL
 
 @contextmanager
 def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Runs the block with `module` in eval mode, then restores its training flag."""
     was_training = module.training
     module.eval()
     try:

@@ -12,6 +12,7 @@ from gsavl_cli.errors import UsageError
 
 
 def few(keys: Sequence[str], limit: int = 3) -> str:
+    """Up to `limit` of `keys` for an error message, with how many more; "none" when there are none."""
     if not keys:
         return "none"
     more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""

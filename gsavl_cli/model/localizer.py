@@ -100,6 +100,7 @@ class Localizer(nn.Module):
     def forward(
         self, images: torch.Tensor, audio: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image feature maps [B,dim,h,w] and audio embeddings [B,dim]: what the loss and the heatmaps compare."""
         return self.encode_image(images), self.encode_audio(audio, lengths)
 
     def _for_similarity(self, img: torch.Tensor, aud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,6 +69,7 @@ class LocalizerFamily(ModelFamily):
     foreign_formats = ("GSAVL", "EZ-VSL")
 
     def build(self, config: ModelConfig) -> nn.Module:
+        """An untrained `Localizer` of `config`."""
         return Localizer(config)
 
     def recipe(self, cfg: TrainConfig, world: int) -> Recipe:
@@ -123,11 +124,13 @@ class LocalizerFamily(ModelFamily):
         )
 
     def describe_validation(self, val: dict[str, Any]) -> str:
+        """The localizer's validation on the progress line: heatmap cIoU and AUC."""
         return f"val cIoU {val['ciou']:.4f} AUC {val['auc']:.4f}"
 
     def predict(
         self, model: nn.Module, images: torch.Tensor, audio: torch.Tensor, lengths: torch.Tensor
     ) -> dict[str, torch.Tensor]:
+        """The coarse av map of the batch (`coarse_maps` without the object prior)."""
         return coarse_maps(model, None, images, audio, lengths, ("av",))  # type: ignore[arg-type]
 
     def import_checkpoint(self, raw: Any, state: dict[str, torch.Tensor], path: Path) -> Imported | None:

@@ -61,11 +61,15 @@ class Segmenter(Protocol):
     prompted: bool
     needs: tuple[str, ...]
 
-    def embed(self, images: list[np.ndarray], batch_size: int = 4) -> list[ImageEmbedding]: ...
+    def embed(self, images: list[np.ndarray], batch_size: int = 4) -> list[ImageEmbedding]:
+        """What segmenting a frame needs, computed once per frame (SAM: image features; others: only the size)."""
+        ...
 
     def segment_many(
         self, embedding: ImageEmbedding, prompt_sets: list[Prompts], *, mask_choice: str = "single", heatmap: Any = None
-    ) -> list[SegmentResult]: ...
+    ) -> list[SegmentResult]:
+        """One mask per prompt set for the embedded frame; `mask_choice` picks among the candidate masks."""
+        ...
 
 
 def soft_iou(heatmap: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -81,6 +85,7 @@ def soft_iou(heatmap: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
+    """Refuses anything but an RGB uint8 frame [H,W,3]; returns it unchanged."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         raise UsageError(f"frames must be RGB as [H,W,3] uint8 arrays, got {shape}")
@@ -88,6 +93,7 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 def frame_heatmap(heatmap: Any, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """The heatmap as a tensor on `device`, refused unless it has the frame's size."""
     heat = samplers.as_heatmap(heatmap).to(device)
     if tuple(heat.shape) != tuple(size):
         raise UsageError(
@@ -98,6 +104,7 @@ def frame_heatmap(heatmap: Any, size: tuple[int, int], device: torch.device) -> 
 
 
 def check_mask_choice(mask_choice: str, heatmap: Any) -> None:
+    """Refuses an unknown mask choice, and 'heatmap' without a heatmap."""
     if mask_choice not in MASK_CHOICES:
         raise UsageError(f"unknown mask choice '{mask_choice}'", hint=f"available: {', '.join(MASK_CHOICES)}")
     if mask_choice == "heatmap" and heatmap is None:

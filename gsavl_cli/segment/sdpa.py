@@ -25,6 +25,7 @@ class SdpaAttention(Attention):
     """`image_encoder.Attention` with the same parameters, computed by SDPA."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B,H,W,C] -> [B,H,W,C], as `Attention.forward` computes it, with one SDPA call."""
         batch, height, width, _ = x.shape
         tokens = height * width
         # [3, B, heads, N, head_dim]

@@ -29,6 +29,7 @@ class TinyAudioTrunk(nn.Module):
         self.out = nn.Linear(64, VGGISH_EMBEDDING)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """log-mel [N,1,96,64] -> [N,128], not rectified (see the class)."""
         return self.out(self.convs(x).mean(dim=(2, 3)))
 
 

@@ -35,6 +35,7 @@ class ResNet50Levels(ResNet):
             self.maxpool = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """images [N,3,H,W] -> the four levels, layer1..layer4's outputs (shallow to deep)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         c1 = self.layer1(x)
         c2 = self.layer2(c1)
@@ -42,6 +43,7 @@ class ResNet50Levels(ResNet):
         return [c1, c2, c3, self.layer4(c3)]
 
     def load_imagenet(self, explicit: Path | None) -> None:
+        """ImageNet weights (through the resolver, or the `explicit` file) into the network, every key matched."""
         load_pretrained(self, self.weights_name, explicit)
 
 
@@ -58,6 +60,7 @@ class PVTv2B5Levels(nn.Module):
         self.net = pvt_v2_b5(pretrained=False, num_classes=0, drop_path_rate=0.1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """images [N,3,H,W] -> the four stage outputs (shallow to deep)."""
         return self.net.forward_intermediates(x, intermediates_only=True)
 
     def load_imagenet(self, explicit: Path | None) -> None:
@@ -98,6 +101,7 @@ class TinyLevels(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """images [N,3,H,W] -> the four stage outputs (shallow to deep)."""
         x = self.stem(x)
         levels = []
         for stage in self.stages:
@@ -107,6 +111,7 @@ class TinyLevels(nn.Module):
 
 
 def build_backbone(name: str, remove_maxpool: bool = False) -> nn.Module:
+    """The four-level image backbone `name` (resnet50, pvt_v2_b5, else tiny), without pretrained weights."""
     if name == "resnet50":
         return ResNet50Levels(remove_maxpool)
     if name == "pvt_v2_b5":

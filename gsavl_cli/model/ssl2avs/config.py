@@ -101,10 +101,12 @@ class SSL2AVSConfig:
         return VGGISH_EXAMPLE_SECONDS
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict, as a checkpoint stores it."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SSL2AVSConfig:
+        """The config from a checkpoint's dict; unknown keys are refused (`strict_from_dict`)."""
         return strict_from_dict(cls, data, "SSL2AVS")
 
 

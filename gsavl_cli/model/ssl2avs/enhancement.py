@@ -29,6 +29,8 @@ def resize_map(heatmap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class FeatureEnhancement(nn.Module):
+    """The heatmap-weighted top-down feature pyramid of the module docstring."""
+
     def __init__(self, channels: tuple[int, ...]) -> None:
         super().__init__()
         self.reduce = nn.ModuleList(
@@ -42,6 +44,7 @@ class FeatureEnhancement(nn.Module):
         )
 
     def forward(self, feats: list[torch.Tensor], heatmap: torch.Tensor) -> list[torch.Tensor]:
+        """feats (the backbone's levels, shallow to deep), heatmap [N,h,w] -> the enhanced levels, same shapes."""
         out = [feats[-1] * (1 + resize_map(heatmap, feats[-1].shape[-2:]))]
         for level in reversed(range(len(feats) - 1)):
             shallow = feats[level]

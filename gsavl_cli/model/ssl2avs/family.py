@@ -34,6 +34,7 @@ class SSL2AVSFamily(ModelFamily):
     default_segmenter = "model"
 
     def build(self, config: SSL2AVSConfig) -> nn.Module:
+        """An untrained `SSL2AVS` of `config`."""
         return SSL2AVS(config)
 
     def recipe(self, cfg: TrainConfig, world: int) -> Recipe:
@@ -85,10 +86,12 @@ class SSL2AVSFamily(ModelFamily):
         return DEFAULT_BATCH, default_epochs(data)
 
     def describe_validation(self, val: dict[str, Any]) -> str:
+        """SSL2AVS's validation on the progress line: mask mIoU and best-threshold F."""
         return f"val mIoU {val['miou']:.4f} best-threshold F {val['best_threshold_f'] or 0:.4f}"
 
     def predict(
         self, model: nn.Module, images: torch.Tensor, audio: torch.Tensor, lengths: torch.Tensor
     ) -> dict[str, torch.Tensor]:
+        """The model's heatmap as `av` and its mask logits as `mask`."""
         out = model.predict(images, audio, lengths)  # type: ignore[operator]
         return {"av": out["heatmap"], "mask": out["mask_logits"]}

@@ -16,6 +16,8 @@ from torch import nn
 
 
 class AudioVisualFusion(nn.Module):
+    """Attention between the encoded visual tokens and the audio embedding, per `mode` (see the module docstring)."""
+
     def __init__(self, dim: int, heads: int, mode: str, dropout: float) -> None:
         super().__init__()
         self.mode = mode

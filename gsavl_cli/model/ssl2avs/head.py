@@ -36,6 +36,8 @@ def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class MaskHead(nn.Module):
+    """AVSegFormer's segmentation head of the module docstring: backbone levels and audio -> mask logits."""
+
     def __init__(self, config: SSL2AVSConfig, channels: tuple[int, ...]) -> None:
         super().__init__()
         dim, queries, levels = config.embed_dim, config.num_queries, config.encoder_levels

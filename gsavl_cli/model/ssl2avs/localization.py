@@ -37,6 +37,7 @@ class AdaptiveContrast(nn.Module):
         self.offset = nn.Parameter(torch.zeros(()))
 
     def forward(self, similarity: torch.Tensor) -> torch.Tensor:
+        """similarity [N,h,w] -> ACT logits (their sigmoid is the heatmap)."""
         mean = similarity.mean(dim=(-2, -1), keepdim=True)
         std = similarity.std(dim=(-2, -1), keepdim=True) if similarity[0].numel() > 1 else torch.ones_like(mean)
         return self.slope * (similarity - mean) / (std + _EPS) + self.offset

@@ -34,6 +34,8 @@ Output = dict[str, Any]
 
 
 class SSL2AVS(nn.Module):
+    """SSL2AVS: localize the sound with the audio, weight the image features by the heatmap, segment."""
+
     def __init__(self, config: SSL2AVSConfig) -> None:
         super().__init__()
         self.config = config

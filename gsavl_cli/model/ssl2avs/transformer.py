@@ -21,6 +21,7 @@ class FeedForward(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., D] -> the same shape: residual FFN, then LayerNorm."""
         return self.norm(x + self.net(x))
 
 
@@ -35,6 +36,7 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(dim, ffn_dim, dropout)
 
     def forward(self, src: torch.Tensor, pos: torch.Tensor, reference: torch.Tensor, shapes: Shapes) -> torch.Tensor:
+        """Tokens [N,L,D] of every level -> the same, after deformable attention around `reference` and the FFN."""
         src = self.norm(src + self.dropout(self.attn(src + pos, reference, src, shapes)))
         return self.ffn(src)
 
@@ -62,6 +64,7 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(dim, ffn_dim, dropout)
 
     def forward(self, query: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """queries [N,Q,D] -> updated, after attending to each other and to the encoded tokens `memory`."""
         query = self.norm1(query + self.dropout1(self.self_attn(query, query, query, need_weights=False)[0]))
         attended = self.cross_attn(query, memory + pos, memory, need_weights=False)[0]
         query = self.norm2(query + self.dropout2(attended))
@@ -69,6 +72,8 @@ class DecoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
+    """The deformable encoder: a stack of `EncoderLayer`s over the multi-scale visual tokens."""
+
     def __init__(
         self, layers: int, dim: int, ffn_dim: int, dropout: float, levels: int, heads: int, points: int
     ) -> None:
@@ -76,6 +81,7 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(dim, ffn_dim, dropout, levels, heads, points) for _ in range(layers))
 
     def forward(self, src: torch.Tensor, pos: torch.Tensor, shapes: Shapes) -> torch.Tensor:
+        """Tokens [N,L,D] (+ pos) of the levels `shapes` -> encoded; each cell's centre is its reference point."""
         reference = reference_points(shapes, src.shape[0], src.device).to(src.dtype)
         for layer in self.layers:
             src = layer(src, pos, reference, shapes)
@@ -83,6 +89,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """The decoder: a stack of `DecoderLayer`s whose audio queries attend to the encoded visual tokens."""
+
     def __init__(self, layers: int, dim: int, ffn_dim: int, dropout: float, heads: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(dim, ffn_dim, dropout, heads) for _ in range(layers))
