@@ -36,7 +36,8 @@ def textured_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_from_scratch_recipe_points_at_the_sound(preset, textured_store, tmp_path):
     run, ev = tmp_path / "run", tmp_path / "eval"
     train = ["-q", "--seed", "1", "train", "--dataset", str(textured_store), "--model", preset, "--out", str(run)]
-    result = CliRunner().invoke(app, [*train, *FROM_SCRATCH[preset], "--epochs", "30", "--workers", "0"])
+    # the default loader workers, as measured in docs/results.md (--workers 0 gives another run: see there)
+    result = CliRunner().invoke(app, [*train, *FROM_SCRATCH[preset], "--epochs", "30"])
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output  # no collapse flagged on a run that learns
     evaluate = ["-q", "eval", "--dataset", str(textured_store), "--split", "test", "--checkpoint", str(run / "last.pt")]
@@ -46,4 +47,4 @@ def test_the_from_scratch_recipe_points_at_the_sound(preset, textured_store, tmp
     assert result.exit_code == 0, result.output
     heatmap = json.loads((ev / "metrics.json").read_text())["results"][0]
     assert heatmap["sampler"] is None and heatmap["n"] == 32
-    assert heatmap["pointing_game"] >= 0.6, heatmap
+    assert heatmap["pointing_game"] >= 0.6, {k: heatmap[k] for k in ("pointing_game", "ciou", "miou")}
