@@ -67,6 +67,7 @@ class TrainConfig:
     backbone_checkpoint: Path | None = None  # ssl2avs: ImageNet ResNet-50 / PVT-v2-b5 weights file
     frames: str = "all"  # ssl2avs: every frame of a clip (AVSegFormer) or only the annotated ones (faster)
     augment: bool = False  # ssl2avs: random flip + crop of each clip (not AVSegFormer's protocol; small data)
+    negative_audio: float | None = None  # share of clips with negative audio and an empty target (None: the family's)
     checkpoint_every: int = 1  # write last.pt every N epochs and at the end (best.pt whenever validation improves)
     exclude: tuple[str, ...] = ()  # clip ids left out (`--skip-bad`: the damaged ones)
 
