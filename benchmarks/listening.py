@@ -115,14 +115,14 @@ def _audio_for(condition: str, frames, rng: np.random.Generator) -> list[np.ndar
     return out
 
 
-def _score(predictor: Predictor, frames, seed: int) -> dict[str, Any]:
+def _score(predictor: Predictor, frames, seed: int, map_name: str | None) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for condition in CONDITIONS:
         waves = _audio_for(condition, frames, np.random.default_rng(seed))
         masks = []
         for (clip, _, frame, at, _, _), wave in zip(frames, waves):
             predictor.set_clip(frame, wave, time=at, key=f"{clip}@{at}")
-            masks.append(predictor.predict(predictor.default_map, "prob", seed).mask)
+            masks.append(predictor.predict(map_name or predictor.default_map, "prob", seed).mask)
         truth = [f[5] for f in frames]
         if condition in NEGATIVE:
             table[condition] = {
@@ -146,6 +146,10 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=None, help="an existing store (with --checkpoints): no rendering")
     p.add_argument("--checkpoints", default=None, help="name=path,...: evaluate these instead of training")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--segmenter", default=None, help="default: the model's own (SSL2AVS: its mask head; a localizer: SAM)"
+    )
+    p.add_argument("--map", default=None, help="heatmap to prompt from (default: the predictor's)")
     args = p.parse_args()
     _common.setup(args)
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,11 +165,14 @@ def main() -> None:
         frames = _frames(data, "test")
         figures: dict[str, Any] = {}
         for name, checkpoint in runs.items():
-            predictor = Predictor.from_checkpoint(checkpoint, device=args.device)
+            predictor = Predictor.from_checkpoint(checkpoint, device=args.device, segmenter=args.segmenter)
             calibration = calibrate(predictor, data, "val", seed=args.seed)
-            figures[name] = {"calibration": calibration.to_dict(), "as_is": _score(predictor, frames, args.seed)}
+            figures[name] = {
+                "calibration": calibration.to_dict(),
+                "as_is": _score(predictor, frames, args.seed, args.map),
+            }
             predictor.abstain_below = calibration.threshold
-            figures[name]["abstaining"] = _score(predictor, frames, args.seed)
+            figures[name]["abstaining"] = _score(predictor, frames, args.seed, args.map)
     settings = {k: v for k, v in vars(args).items() if k not in ("device", "threads")}
     settings["frames"] = len(frames)
     _common.emit("listening", args, {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}, figures)

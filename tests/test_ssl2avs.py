@@ -402,28 +402,33 @@ def test_negative_audio_items_hear_silence_noise_or_another_category_and_target_
     assert 0.3 <= kinds.count("own") / len(kinds) <= 0.7
 
 
-def test_negative_audio_clips_count_in_the_mask_loss_only():
-    """A negative clip's empty target is learned by the mask terms; the localization and contrastive terms skip it."""
+def test_negative_audio_frames_learn_the_empty_mask_and_skip_the_other_terms():
+    """Positive clips keep AVSegFormer's terms; a negative clip's frame is pushed towards no mask (dice
+    could not: against an empty target it is the constant 1) and is left out of localization and contrast."""
     model = build_ssl2avs(micro(), pretrained=False).eval()
     images, audio = torch.randn(3, 3, 64, 64), torch.randn(3, 1, 96, 64)
     masks = torch.zeros(3, 1, 64, 64)
-    masks[:, :, 16:48, 16:48] = 1
+    masks[:2, :, 16:48, 16:48] = 1
     labelled = torch.ones(3, 1, dtype=torch.bool)
     out = model(images, audio)
-    _, everyone = model.training_loss(out, masks, labelled)
+    out["mask_logits"].retain_grad()
     heard = torch.tensor([True, True, False])
-    target = masks.clone()
-    target[2] = 0
-    _, with_negative = model.training_loss(out, target, labelled, heard)
-    kept = {
+    total, stats = model.training_loss(out, masks, labelled, heard)
+    two = {
         "mask_logits": out["mask_logits"][:2],
         "intermediate": [m[:2] for m in out["intermediate"]],
         "localization": {n: t[:2] for n, t in out["localization"].items()},
     }
-    _, two = model.training_loss(kept, masks[[0, 1]], labelled[[0, 1]])
-    torch.testing.assert_close(with_negative["loss_localization"], two["loss_localization"])
-    torch.testing.assert_close(with_negative["loss_contrastive"], two["loss_contrastive"])
-    assert not torch.allclose(with_negative["loss_mask"], everyone["loss_mask"])  # the empty target is scored
+    _, positives = model.training_loss(two, masks[:2], labelled[:2])
+    for term in ("loss_mask", "loss_intermediate", "loss_localization", "loss_contrastive"):
+        torch.testing.assert_close(stats[term], positives[term], msg=term)
+    torch.testing.assert_close(stats["loss"], positives["loss"] + stats["loss_negative"])
+    total.backward()
+    grad = out["mask_logits"].grad[2]
+    assert bool((grad > 0).all())  # gradient descent lowers every logit of the negative frame
+    assert dice_loss(out["mask_logits"][2:].detach() + 5.0, masks[2:]) == dice_loss(
+        out["mask_logits"][2:].detach() - 5.0, masks[2:]
+    )
 
 
 def test_negative_audio_is_refused_for_the_localizer(s4_h5, tmp_path):

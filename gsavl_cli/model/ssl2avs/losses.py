@@ -30,6 +30,14 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - dice).mean()
 
 
+def empty_mask_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean BCE of mask logits [N,...] against the empty mask: what negative-audio frames learn
+    (AVSBench-Robust's negative pairs); dice cannot, its value is 1 whatever an empty target's
+    prediction."""
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
 def localization_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """BCE of heatmap logits [N,h,w] against the masks [N,H,W] area-pooled to (h, w)."""
     target = F.adaptive_avg_pool2d(masks[:, None].float(), logits.shape[-2:])[:, 0]

@@ -28,7 +28,7 @@ from gsavl_cli.model.ssl2avs.config import SSL2AVSConfig
 from gsavl_cli.model.ssl2avs.enhancement import FeatureEnhancement
 from gsavl_cli.model.ssl2avs.head import MaskHead
 from gsavl_cli.model.ssl2avs.localization import TargetLocalization
-from gsavl_cli.model.ssl2avs.losses import contrastive_loss, dice_loss, localization_loss
+from gsavl_cli.model.ssl2avs.losses import contrastive_loss, dice_loss, empty_mask_loss, localization_loss
 
 Output = dict[str, Any]
 
@@ -99,22 +99,36 @@ class SSL2AVS(nn.Module):
         (False: the clip heard negative audio, its masks are empty); the forward ran on the B*F
         frames in that order. See `losses` for the terms.
 
-        Negative-audio clips count in the mask terms (their target is the empty mask) but not in
-        the localization and contrastive terms: their sound belongs to nothing in the frame, and
-        ACT's heatmap (standardised per frame) cannot say "nowhere" anyway."""
+        Negative-audio clips are not in the dice terms: dice against an empty target is the
+        constant 1 (its numerator is 0), so it has no gradient to make a mask vanish. Their
+        frames get `empty_mask_loss` instead (BCE towards 0 at every pixel; the intermediate
+        masks too, weighted as theirs). They are left out of the localization and contrastive
+        terms: their sound belongs to nothing in the frame, and ACT's heatmap (standardised per
+        frame) cannot say "nowhere" anyway. Without negatives the loss is AVSegFormer's."""
         cfg = self.config
         batch, slots = labelled.shape
         heard = torch.ones(batch, dtype=torch.bool, device=labelled.device) if heard is None else heard.bool()
         chosen = labelled.flatten()
         own = (labelled & heard[:, None]).flatten()[chosen]  # of the chosen frames, those with their own audio
         target = masks.flatten(0, 1)[chosen]
-        final = dice_loss(output["mask_logits"][chosen], target)
-        stats = {"loss_mask": final.detach()}
-        total = final
-        if cfg.lambda_intermediate > 0:
-            intermediate = torch.stack([dice_loss(m[chosen], target) for m in output["intermediate"]]).sum()
-            total = total + cfg.lambda_intermediate * intermediate
-            stats["loss_intermediate"] = intermediate.detach()
+        logits = output["mask_logits"][chosen]
+        intermediates = [m[chosen] for m in output["intermediate"]]
+        total = logits.new_zeros(())
+        stats: dict[str, torch.Tensor] = {}
+        if bool(own.any()):
+            final = dice_loss(logits[own], target[own])
+            stats["loss_mask"] = final.detach()
+            total = total + final
+            if cfg.lambda_intermediate > 0:
+                intermediate = torch.stack([dice_loss(m[own], target[own]) for m in intermediates]).sum()
+                total = total + cfg.lambda_intermediate * intermediate
+                stats["loss_intermediate"] = intermediate.detach()
+        if not bool(own.all()):
+            negative = empty_mask_loss(logits[~own])
+            if cfg.lambda_intermediate > 0:
+                negative = negative + cfg.lambda_intermediate * sum(empty_mask_loss(m[~own]) for m in intermediates)
+            total = total + negative
+            stats["loss_negative"] = negative.detach()
         loc = output["localization"]
         if cfg.lambda_localization > 0 and bool(own.any()):
             aux = localization_loss(loc["logits"][chosen][own], target[own])
