@@ -18,7 +18,6 @@ from gsavl_cli.io import media
 from gsavl_cli.model import build_localizer, config_from_preset, load_checkpoint, save_checkpoint
 from gsavl_cli.model.family import family_for
 from gsavl_cli.model.heatmap import coarse_maps
-from gsavl_cli.model.ssl2avs import build_ssl2avs
 from gsavl_cli.predictor import ClipInput
 from gsavl_cli.segment import RegionSegmenter
 
@@ -71,20 +70,8 @@ def test_the_localizers_listening_score_is_the_peak_raw_similarity(localizer):
 def test_ssl2avs_listens_through_its_mask_head():
     from gsavl_cli.model.ssl2avs import SSL2AVSConfig
 
-    config = SSL2AVSConfig(
-        backbone="tiny",
-        audio_net="tiny",
-        freeze_audio=False,
-        embed_dim=32,
-        num_queries=4,
-        encoder_layers=1,
-        decoder_layers=1,
-        ffn_dim=32,
-        num_heads=2,
-        image_size=64,
-    )
     logits = torch.tensor([[[-3.0, 1.0], [0.0, -1.0]], [[-5.0, -4.0], [-2.0, -6.0]]])
-    family = family_for(build_ssl2avs(config, pretrained=False).config)
+    family = family_for(SSL2AVSConfig())
     scores = family.listening_score({"mask": logits, "av": torch.rand(2, 2, 2)})
     torch.testing.assert_close(scores, torch.sigmoid(torch.tensor([1.0, -2.0])))
 
