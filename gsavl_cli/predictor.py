@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from gsavl_cli import samplers
+from gsavl_cli.abstention import stored_threshold
 from gsavl_cli.data import features
 from gsavl_cli.data.audio_input import audio_input
 from gsavl_cli.errors import GsavlError, UsageError, WeightsError
@@ -101,6 +102,8 @@ class Prediction:
 
     `sampler` names what chose the prompts: the sampler, or for a segmenter that takes
     none (the model's own mask: no points) the segmenter itself; `segmenter` its name.
+    `abstained`: the listening score (`listening`) fell below the predictor's abstention
+    threshold, so nothing in the frame was taken to make the sound (no prompts, empty mask).
     """
 
     points: np.ndarray
@@ -112,6 +115,8 @@ class Prediction:
     sampler: str
     segmenter: str
     agreement: float = float("nan")
+    abstained: bool = False
+    listening: float = float("nan")
 
     @property
     def prompts(self) -> Prompts:
@@ -159,6 +164,7 @@ class Predictor:
         prior: ObjectPrior | None = None,
         resnet_checkpoint: Path | None = None,
         pretrained_prior: bool = True,
+        abstain_below: float | None = None,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UsageError(f"alpha must be in [0, 1], got {alpha}")
@@ -172,6 +178,10 @@ class Predictor:
                 f"{who} has no {', '.join(OUTPUT_NAMES.get(n, n) for n in missing)} (the {segmenter.name} segmenter's input)",
                 hint="use --segmenter sam or region",
             )
+        if abstain_below is not None and self.family is None:
+            raise UsageError("abstention needs a trained model: the object prior does not hear the audio")
+        self.abstain_below = abstain_below
+        """Listening score under which `predict` answers "nothing here makes the sound" (None: never)."""
         self.segmenter = segmenter
         self.device = device
         self.alpha = alpha
@@ -196,6 +206,7 @@ class Predictor:
         align_corners: bool = ALIGN_CORNERS,
         interpolation: str | None = None,
         pretrained_prior: bool = True,
+        abstain: bool | None = False,
     ) -> Predictor:
         """A predictor for a trained checkpoint; SAM's weights come through the resolver.
 
@@ -203,12 +214,18 @@ class Predictor:
         prior's `obj` map (the original's training-free row). `segmenter=None` is the
         family's `default_segmenter`: a model's own mask head if it has one (SSL2AVS), else SAM.
         `interpolation` (bilinear / bicubic test resize) defaults to the checkpoint's
-        training protocol; `eval` passes the evaluated dataset's.
+        training protocol; `eval` passes the evaluated dataset's. `abstain` uses the
+        abstention threshold that `gsavl calibrate` stored in the checkpoint (`gsavl_cli.abstention`;
+        None: when it has one).
         """
-        model, natural = None, "sam"
+        model, natural, threshold = None, "sam", None
         if path is not None:
             loaded = load_checkpoint(Path(path), map_location="cpu")
             model, natural = loaded.model, get_family(loaded.family).default_segmenter
+            if abstain or (abstain is None and "abstention" in loaded.extra):
+                threshold = stored_threshold(loaded.extra, Path(path))
+        elif abstain:
+            raise UsageError("abstention needs a trained model", hint="pass --checkpoint, or drop --abstain")
         chosen = make_segmenter(segmenter or natural, device, sam_model=sam_model, sam_checkpoint=sam_checkpoint)
         return cls(
             model,
@@ -219,6 +236,7 @@ class Predictor:
             interpolation=interpolation,
             resnet_checkpoint=resnet_checkpoint,
             pretrained_prior=pretrained_prior,
+            abstain_below=threshold,
         )
 
     @property
@@ -352,6 +370,27 @@ class Predictor:
         """`av`, `obj`, `avobj` (or `maps`), each float32 [H,W] at the frame's size."""
         return {m: self.heatmap_tensor(m, clip=clip).float().cpu().numpy() for m in maps}
 
+    def listening_score(self, *, clip: PreparedClip | None = None) -> float:
+        """How strongly the frame matches its audio (the family's `listening_score`); NaN without a model."""
+        return float(self._listening([self._current(clip)])[0])
+
+    def listening_scores(self, clips: Sequence[ClipInput], *, batch_size: int = 8) -> np.ndarray:
+        """Listening scores of many frames, without the segmenter's image encoder (abstention calibration)."""
+        prepared = [
+            PreparedClip(c.key or "clip", _check_frame(c.frame), self._audio(c), None)  # type: ignore[arg-type]
+            for c in clips
+        ]
+        return np.concatenate(
+            [self._listening(prepared[i : i + batch_size]) for i in range(0, len(prepared), batch_size)] or [[]]
+        )
+
+    def _listening(self, clips: list[PreparedClip]) -> np.ndarray:
+        if self.family is None:
+            return np.full(len(clips), np.nan)
+        self._compute_coarse(clips, (), self.family.outputs)
+        outputs = {name: torch.cat([c.coarse[name] for c in clips]) for name in self.family.outputs}
+        return self.family.listening_score(outputs).float().cpu().numpy()
+
     # -- prompts and masks ---------------------------------------------------------------
 
     def _embedding(self, clip: PreparedClip) -> ImageEmbedding:
@@ -384,8 +423,26 @@ class Predictor:
         drawn in every round. The best-agreeing round's mask and the prompts that produced
         it are returned (`rounds` = rounds run). A segmenter that takes no prompts (the
         model's own mask) is asked once, with none: no sampler, heatmap or cascade.
+        With an abstention threshold, a frame whose listening score is below it gets no
+        prompts and an empty mask (`abstained`).
         """
         current = self._current(clip)
+        listening = float("nan")
+        if self.abstain_below is not None:
+            listening = self.listening_score(clip=current)
+            if listening < self.abstain_below:
+                return Prediction(
+                    points=np.zeros((0, 2), np.float32),
+                    labels=np.zeros(0, np.int64),
+                    mask=np.zeros(current.size, bool),
+                    score=float("nan"),
+                    rounds=0,
+                    map=map,
+                    sampler=sampler if self.segmenter.prompted else self.segmenter.name,
+                    segmenter=self.segmenter.name,
+                    abstained=True,
+                    listening=listening,
+                )
         embedding = self._embedding(current)
         if not self.segmenter.prompted:
             none = Prompts(np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
@@ -400,6 +457,7 @@ class Predictor:
                 map=map,
                 sampler=name,
                 segmenter=name,
+                listening=listening,
             )
         if cascade_rounds < 1:
             raise UsageError(f"cascade rounds must be >= 1, got {cascade_rounds}")
@@ -435,6 +493,7 @@ class Predictor:
             sampler=sampler,
             segmenter=self.segmenter.name,
             agreement=best_agreement,
+            listening=listening,
         )
 
 

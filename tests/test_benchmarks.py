@@ -53,6 +53,7 @@ TINY = {
     ],
     "sam_encoder.py": ["--arch", "tiny", "--repeats", "1"],
     "ssl2avs_fps.py": ["--backbone", "tiny", "--size", "64"],
+    "listening.py": ["--train", "4", "--val", "2", "--test", "2", "--epochs", "1"],
     "localize_video.py": ["--seconds", "2", "--size", "160x90"],
     "video_smoothing.py": ["--seeds", "4", "--taus", "none", "0.5", "--seconds", "2"],
 }

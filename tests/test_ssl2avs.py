@@ -362,3 +362,70 @@ def test_eval_and_localize_use_the_models_own_mask_through_the_predictor(s4_h5, 
         ["localize", str(clip.video), "--checkpoint", str(best), "--segmenter", "model", "--map", "av", "--every", "1"],
     )
     assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit) and "nothing to write" in refused.output
+
+
+def test_negative_audio_items_hear_silence_noise_or_another_category_and_target_nothing(s4_h5):
+    """AVSBench-Robust's balanced training: a share of the items hear negative audio, with an empty mask."""
+    from gsavl_cli.data.clips import SegmentationClips
+    from gsavl_cli.data.features import vggish_examples
+    from gsavl_cli.io.store import open_store
+
+    store = open_store(s4_h5)
+    ids = store.split_ids("train")
+    own = {i: store.read(i, ("vggish",))["vggish"] for i in ids}
+    category = {i: store.meta(i)["category"] for i in ids}
+    plain = SegmentationClips(s4_h5, ids, 32, "annotated")
+    mixed = SegmentationClips(s4_h5, ids, 32, "annotated", negatives=0.5)
+    silence = vggish_examples(np.zeros(16000, np.float32)).numpy()
+    kinds = []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        index = seed % len(ids)
+        item, reference = mixed[index], plain[index]
+        audio = item["audio"].numpy()
+        if bool(item["heard"]):
+            assert np.array_equal(audio, reference["audio"].numpy())
+            assert torch.equal(item["masks"], reference["masks"]) and item["masks"].sum() > 0
+            kinds.append("own")
+            continue
+        assert item["masks"].sum() == 0 and bool(item["labelled"].all())  # still scored: the target is empty
+        donors = [j for j in ids if np.array_equal(own[j][: len(audio)], audio)]
+        if donors:
+            assert all(category[j] != category[ids[index]] for j in donors)
+            kinds.append("offscreen")
+        elif np.array_equal(audio, silence[: len(audio)]):
+            kinds.append("silence")
+        else:
+            assert audio.std() > 0.1  # white noise's log-mel: not a constant plane
+            kinds.append("noise")
+    assert set(kinds) == {"own", "offscreen", "silence", "noise"}
+    assert 0.3 <= kinds.count("own") / len(kinds) <= 0.7
+
+
+def test_negative_audio_clips_count_in_the_mask_loss_only():
+    """A negative clip's empty target is learned by the mask terms; the localization and contrastive terms skip it."""
+    model = build_ssl2avs(micro(), pretrained=False).eval()
+    images, audio = torch.randn(3, 3, 64, 64), torch.randn(3, 1, 96, 64)
+    masks = torch.zeros(3, 1, 64, 64)
+    masks[:, :, 16:48, 16:48] = 1
+    labelled = torch.ones(3, 1, dtype=torch.bool)
+    out = model(images, audio)
+    _, everyone = model.training_loss(out, masks, labelled)
+    heard = torch.tensor([True, True, False])
+    target = masks.clone()
+    target[2] = 0
+    _, with_negative = model.training_loss(out, target, labelled, heard)
+    kept = {
+        "mask_logits": out["mask_logits"][:2],
+        "intermediate": [m[:2] for m in out["intermediate"]],
+        "localization": {n: t[:2] for n, t in out["localization"].items()},
+    }
+    _, two = model.training_loss(kept, masks[[0, 1]], labelled[[0, 1]])
+    torch.testing.assert_close(with_negative["loss_localization"], two["loss_localization"])
+    torch.testing.assert_close(with_negative["loss_contrastive"], two["loss_contrastive"])
+    assert not torch.allclose(with_negative["loss_mask"], everyone["loss_mask"])  # the empty target is scored
+
+
+def test_negative_audio_is_refused_for_the_localizer(s4_h5, tmp_path):
+    with pytest.raises(UsageError, match="not available for the localizer"):
+        train(_cfg(s4_h5, tmp_path / "run", model=config_from_preset("ezvsl", image_size=64), negative_audio=0.5))

@@ -57,6 +57,18 @@ def test_resume_continues_exactly(small_h5, tmp_path):
     assert [log["epoch"] for log in logs] == [1, 2]
 
 
+def test_the_worker_count_does_not_change_the_run(small_h5, tmp_path):
+    """`--workers` is a speed knob: 0 and 2 loader processes train bit-identical weights over 3 epochs.
+
+    (torch's own shuffling draws the workers' base seed from the same generator once per
+    iterator, so a persistent-worker loader and a 0-worker one diverge from epoch 2.)
+    """
+    runs = [train(_cfg(small_h5, tmp_path / f"w{w}", epochs=3, max_steps=None, workers=w)) for w in (0, 2)]
+    a, b = (_weights(r) for r in runs)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
 def test_validation_best_and_patience(small_h5, tmp_path):
     out = tmp_path / "run"
     train(_cfg(small_h5, out, epochs=4, val=small_h5, val_split="test", patience=1))

@@ -5,7 +5,7 @@ than one command takes; one module per subcommand (`preprocess` also holds `merg
 `info` the listings `datasets`, `samplers` and the install check `doctor`).
 """
 
-from gsavl_cli.cli import demo, eval, info, inspect, localize, preprocess, train
+from gsavl_cli.cli import calibrate, demo, eval, info, inspect, localize, preprocess, train
 from gsavl_cli.cli.app import make_app
 
 app = make_app(
@@ -16,6 +16,7 @@ app = make_app(
         inspect.inspect,
         train.train,
         eval.evaluate,
+        calibrate.calibrate,
         localize.localize,
         info.samplers,
         demo.demo,

@@ -12,6 +12,7 @@ from gsavl_cli.choices import AudioMode, FrameMode, MaskChoice, SamModel
 from gsavl_cli.cli.app import command
 from gsavl_cli.cli.inspect import skip_damaged
 from gsavl_cli.cli.options import (
+    AbstainOpt,
     AlignOpt,
     AlphaOpt,
     CascadeOpt,
@@ -73,6 +74,7 @@ def evaluate(
     cascade_rounds: CascadeOpt = 1,
     cascade_threshold: CascadeThresholdOpt = 0.3,
     negatives: NegativesOpt = 0,
+    abstain: AbstainOpt = False,
     alpha: AlphaOpt = 0.4,
     align_corners: AlignOpt = True,
     audio: Annotated[

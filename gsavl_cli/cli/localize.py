@@ -10,6 +10,7 @@ import typer
 from gsavl_cli.choices import MapName, MaskChoice, SamModel
 from gsavl_cli.cli.app import command
 from gsavl_cli.cli.options import (
+    AbstainOpt,
     AlignOpt,
     AlphaOpt,
     CascadeOpt,
@@ -69,6 +70,7 @@ def localize(
     sampler: SamplerOpt = "prob",
     param: ParamOpt = None,
     negatives: NegativesOpt = 0,
+    abstain: AbstainOpt = None,
     segmenter: SegmenterOpt = None,
     sam_model: SamModelOpt = SamModel.vit_h,
     sam_checkpoint: SamCkptOpt = None,
@@ -155,6 +157,12 @@ def localize(
     outputs = LocalizeOutputs(output, out_dir, overlay, heatmap, heatmap_npy, json_file)
     results = localize_clips(clips, settings, outputs, progress=progress)
     for item in results:
+        if item["abstained"]:
+            info(
+                f"{item['clip']}: nothing in the frame makes the sound (listening score {item['listening']:.4g} "
+                f"below the calibrated threshold); empty mask {item['mask']}"
+            )
+            continue
         info(
             f"{item['clip']}: mask {item['mask']} ({item['mask_area']} px, {item['segmenter']} segmenter, {item['sampler']} on {item['map']})"
         )

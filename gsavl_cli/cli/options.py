@@ -89,6 +89,16 @@ CascadeOpt = Annotated[int, typer.Option(min=1, help="Cascade refinement rounds 
 CascadeThresholdOpt = Annotated[
     float, typer.Option(help="Cascade: re-prompt while mask/heatmap agreement is below this.")
 ]
+AbstainOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--abstain/--no-abstain",
+        help="Answer 'nothing here makes the sound' (no prompts, empty mask) when the listening score is below the "
+        "threshold `gsavl calibrate` stored in the checkpoint. Default: localize abstains when the checkpoint has "
+        "one; eval does not (the papers' protocol).",
+        show_default=False,
+    ),
+]
 NegativesOpt = Annotated[int, typer.Option(min=0, help="Negative prompts from the coldest heatmap region.")]
 AlphaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the audio-visual map in avobj.")]
 AlignOpt = Annotated[
@@ -126,6 +136,7 @@ def predictor_fields(params: Mapping[str, Any]) -> dict[str, Any]:
         "alpha": params["alpha"],
         "align_corners": params["align_corners"],
         "resnet_checkpoint": params["prior_checkpoint"],
+        "abstain": params["abstain"],
         "device": resolve_device(),
         "seed": OPTIONS.seed,
     }

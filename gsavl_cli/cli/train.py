@@ -125,6 +125,16 @@ def train(
             help="ssl2avs: random horizontal flip and crop of each training clip (not the paper's protocol; for small data)."
         ),
     ] = False,
+    negative_audio: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=0.95,
+            help="ssl2avs: share of training clips that hear negative audio (silence, noise or another category's sound) "
+            "with the empty mask as target, so the model learns to listen (AVSBench-Robust's balanced training). "
+            "Default 0.5; 0 trains as the paper did.",
+        ),
+    ] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="At most this many steps per epoch (smoke tests, benchmarks).")
     ] = None,
@@ -193,6 +203,7 @@ def train(
         backbone_checkpoint=backbone_checkpoint,
         frames=frames,
         augment=augment,
+        negative_audio=negative_audio,
         checkpoint_every=checkpoint_every,
         exclude=skip_damaged(data, val) if skip_bad else (),
     )

@@ -94,6 +94,7 @@ class EvalSettings:
     cascade_rounds: int = 1
     cascade_threshold: float = 0.3
     negatives: int = 0
+    abstain: bool | None = False  # the calibrated abstention (not the papers' protocol: off by default)
     alpha: float = 0.4
     align_corners: bool = ALIGN_CORNERS
     audio: AudioMode = AudioMode.normal
@@ -482,6 +483,7 @@ def make_predictor(settings: EvalSettings, device: str) -> Predictor:
         align_corners=settings.align_corners,
         interpolation=store_dataset(settings.data).test_interpolation,
         pretrained_prior=settings.pretrained_prior,
+        abstain=settings.abstain if settings.checkpoint is not None else False,
     )
 
 

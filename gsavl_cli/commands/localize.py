@@ -42,6 +42,7 @@ class LocalizeSettings:
     pretrained_prior: bool = True
     device: str = "cpu"
     seed: int = 123
+    abstain: bool | None = None  # None: when the checkpoint stores an abstention threshold (`gsavl calibrate`)
 
 
 @dataclass
@@ -83,6 +84,7 @@ def make_predictor(settings: LocalizeSettings) -> Predictor:
         alpha=settings.alpha,
         align_corners=settings.align_corners,
         pretrained_prior=settings.pretrained_prior,
+        abstain=settings.abstain if settings.checkpoint is not None else False,
     )
 
 
@@ -178,6 +180,8 @@ def prediction_summary(found: Prediction) -> dict[str, Any]:
         "score": None if np.isnan(found.score) else float(found.score),
         "rounds": found.rounds,
         "agreement": None if np.isnan(found.agreement) else round(float(found.agreement), 6),
+        "abstained": found.abstained,
+        "listening": None if np.isnan(found.listening) else round(float(found.listening), 6),
     }
 
 

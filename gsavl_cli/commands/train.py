@@ -25,9 +25,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from gsavl_cli.data.clips import collate
+from gsavl_cli.data.order import EpochOrder, SeededItems
 from gsavl_cli.datasets import filter_subset
 from gsavl_cli.distributed import init_distributed
 from gsavl_cli.errors import GsavlError, UsageError
@@ -66,6 +67,7 @@ class TrainConfig:
     backbone_checkpoint: Path | None = None  # ssl2avs: ImageNet ResNet-50 / PVT-v2-b5 weights file
     frames: str = "all"  # ssl2avs: every frame of a clip (AVSegFormer) or only the annotated ones (faster)
     augment: bool = False  # ssl2avs: random flip + crop of each clip (not AVSegFormer's protocol; small data)
+    negative_audio: float | None = None  # share of clips with negative audio and an empty target (None: the family's)
     checkpoint_every: int = 1  # write last.pt every N epochs and at the end (best.pt whenever validation improves)
     exclude: tuple[str, ...] = ()  # clip ids left out (`--skip-bad`: the damaged ones)
 
@@ -109,11 +111,10 @@ def trained_audio_window(path: Path, audio_encoder: str = "vggish") -> float | N
     return round(float(np.median(positive)), 2) if positive else None
 
 
-def _seed_everything(seed: int) -> torch.Generator:
+def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def _check_out(out: Path) -> None:
@@ -143,26 +144,25 @@ def train_ids(path: Path, split: str, subset: str | None, exclude: tuple[str, ..
 def _loader(
     dataset: Dataset,
     cfg: TrainConfig,
-    generator: torch.Generator,
     world: int,
     rank: int,
     collate_fn: Callable[[list[Any]], Any] | None = collate,
 ) -> DataLoader:
-    sampler = (
-        DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed, drop_last=True) if world > 1 else None
-    )
+    """Batches in an order, and with augmentation draws, that depend on the seed and the epoch only.
+
+    Not on `--workers` (a speed knob) nor on the main process's RNG: see `gsavl_cli.data.order`.
+    """
+    sampler = EpochOrder(len(dataset), cfg.seed, world, rank)  # type: ignore[arg-type]
     per_rank = max(1, cfg.batch_size // world)
     return DataLoader(
-        dataset,
-        batch_size=min(per_rank, len(dataset)),
-        shuffle=sampler is None,
+        SeededItems(dataset),
+        batch_size=min(per_rank, len(sampler)),
         sampler=sampler,
         drop_last=True,
         num_workers=cfg.workers,
         collate_fn=collate_fn,
         pin_memory=cfg.device.startswith("cuda"),
         persistent_workers=cfg.workers > 0,
-        generator=generator,
     )
 
 
@@ -203,7 +203,7 @@ def _train_epoch(
     return total / max(count, 1), count, seconds, waited / max(seconds, 1e-9)
 
 
-def _resume_state(cfg: TrainConfig, model, optimizer, generator: torch.Generator) -> dict[str, Any]:
+def _resume_state(cfg: TrainConfig, model, optimizer) -> dict[str, Any]:
     last = cfg.out / "last.pt"
     if not last.exists():
         raise UsageError(f"--resume: {last} does not exist", hint="train without --resume first")
@@ -217,8 +217,7 @@ def _resume_state(cfg: TrainConfig, model, optimizer, generator: torch.Generator
     state = loaded.extra
     if "optimizer" in loaded.raw:
         optimizer.load_state_dict(loaded.raw["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    generator.set_state(state["loader_rng"])
+    torch.set_rng_state(state["torch_rng"])  # the loader's order needs no state: it follows from the seed
     return state
 
 
@@ -234,21 +233,20 @@ def train(
     rank, world, cfg.device = init_distributed(cfg.device)
     if rank == 0:
         _check_out(cfg.out)
-    generator = _seed_everything(cfg.seed)
+    _seed_everything(cfg.seed)
     recipe: Recipe = family_for(cfg.model).recipe(cfg, world)
     model, optimizer = recipe.model, recipe.optimizer
     state = {"epoch": 0, "best": -math.inf, "bad_epochs": 0}
     if cfg.resume:
-        state.update(_resume_state(cfg, model, optimizer, generator))
+        state.update(_resume_state(cfg, model, optimizer))
     wrapped = DistributedDataParallel(model, **recipe.ddp_options) if world > 1 else model
-    loader = _loader(recipe.dataset, cfg, generator, world, rank, recipe.collate)
+    loader = _loader(recipe.dataset, cfg, world, rank, recipe.collate)
     if rank == 0:
         write_atomic(cfg.out / "config.json", json.dumps(cfg.to_json(), indent=2).encode("utf-8"))
     losses: list[float] = []  # this run's epoch losses and validation scores, for `training_health`
     scores: list[float] = []
     for epoch in range(int(state["epoch"]) + 1, cfg.epochs + 1):
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         on_step = (
             on_step_factory(epoch, len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps))
             if on_step_factory and rank == 0
@@ -274,7 +272,6 @@ def train(
                 cfg,
                 model,
                 optimizer,
-                generator,
                 epoch,
                 state,
                 log,
@@ -312,7 +309,6 @@ def _save(
     cfg: TrainConfig,
     model,
     optimizer,
-    generator,
     epoch: int,
     state: dict[str, Any],
     log: EpochLog,
@@ -323,7 +319,6 @@ def _save(
         "best": float(state["best"]),
         "bad_epochs": int(state["bad_epochs"]),
         "torch_rng": torch.get_rng_state(),
-        "loader_rng": generator.get_state(),
         "val": log.val or {},
     }
     if write_last:

@@ -32,6 +32,9 @@ VALIDATION_SPLITS = ("val", "test")
 
 DEFAULT_LR = 2e-5  # AVSegFormer / SSL2AVS: AdamW, lr 2e-5, batch 4
 DEFAULT_BATCH = 4
+DEFAULT_NEGATIVE_AUDIO = 0.5
+"""Half the training clips hear negative audio (AVSBench-Robust's balanced positive/negative
+sampling; not the paper's protocol, which `--negative-audio 0` restores: docs/results.md)."""
 
 
 def default_epochs(path: Path) -> int:
@@ -63,10 +66,11 @@ def segmentation_val_ids(path: Path, split: str | None, *, required: bool) -> li
 
 
 def segmentation_dataset(
-    path: Path, ids: list[str], image_size: int, frames: str, augment: bool = False
+    path: Path, ids: list[str], image_size: int, frames: str, augment: bool = False, negatives: float = 0.0
 ) -> SegmentationClips:
-    """SSL2AVS's training items: `SegmentationClips` of `ids` at `image_size`, all frames or only the annotated ones."""
-    return SegmentationClips(path, ids, image_size, frames, augment=augment)
+    """SSL2AVS's training items: `SegmentationClips` of `ids` at `image_size`, all frames or only the
+    annotated ones, a share `negatives` of them with negative audio and an empty target."""
+    return SegmentationClips(path, ids, image_size, frames, augment=augment, negatives=negatives)
 
 
 def segmentation_step(
@@ -82,7 +86,8 @@ def segmentation_step(
         output = model(images, audio)
     masks = batch["masks"].to(device, non_blocking=True)
     labelled = batch["labelled"].to(device, non_blocking=True)
-    loss, _ = module.training_loss(output, masks, labelled)
+    heard = batch["heard"].to(device, non_blocking=True) if "heard" in batch else None
+    loss, _ = module.training_loss(output, masks, labelled, heard)
     return loss, int(batch["images"].shape[0])
 
 

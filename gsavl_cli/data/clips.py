@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from gsavl_cli.data.features import test_transform
+from gsavl_cli.data.features import SAMPLE_RATE, test_transform, vggish_examples
 from gsavl_cli.errors import UsageError
 from gsavl_cli.io.store import Store, open_store
 
@@ -95,8 +95,13 @@ class SegmentationClips(Dataset):
     the frame has none, `labelled` says which). `audio_from` maps a clip to the clip whose
     audio it gets (the shuffled-audio control). `augment` (not AVSegFormer's protocol; for
     small data sets and models trained from scratch) flips the whole clip horizontally with
-    probability 1/2 and crops it to a random square of 70-100 % of the side, resized back;
-    draws use torch's global RNG.
+    probability 1/2 and crops it to a random square of 70-100 % of the side, resized back.
+
+    `negatives` is the share of items that hear *negative* audio instead of their own
+    (AVSBench-Robust's balanced training, Li et al. 2025): digital silence, white noise, or
+    the audio of a clip of another category (off-screen sound), one of the three at random;
+    their target is the empty mask and `heard` is False. Draws use torch's global RNG
+    (seeded per item by the training loader).
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class SegmentationClips(Dataset):
         frames: str = "all",
         audio_from: dict[str, str] | None = None,
         augment: bool = False,
+        negatives: float = 0.0,
     ) -> None:
         if frames not in FRAME_CHOICES:
             raise UsageError(f"unknown frame choice {frames!r}", hint=f"choose from {', '.join(FRAME_CHOICES)}")
@@ -116,9 +122,14 @@ class SegmentationClips(Dataset):
         self.frames = frames
         self.audio_from = audio_from or {}
         self.augment = augment
+        if not 0.0 <= negatives < 1.0:
+            raise UsageError(f"the share of negative-audio items must be in [0, 1), got {negatives}")
+        self.negatives = negatives
         self.transform = test_transform(image_size, "bilinear")  # AVSegFormer: a plain bilinear resize, no augmentation
         require_arrays(self.store, ids, ("vggish", "frames"))
         require_masks(self.store, ids)
+        categories = {i: str(self.store.meta(i).get("category", "")) for i in ids} if negatives else {}
+        self._elsewhere = {i: [j for j in ids if categories[j] != categories[i]] for i in categories}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -151,6 +162,21 @@ class SegmentationClips(Dataset):
         masks = TF.resized_crop(masks[:, None], **crop, interpolation=InterpolationMode.BILINEAR, antialias=False)
         return images, masks[:, 0].round()
 
+    def _negative_audio(self, clip: str, examples: np.ndarray) -> np.ndarray:
+        """VGGish examples of silence, white noise (-40 to 0 dBFS RMS) or another category's clip."""
+        elsewhere = self._elsewhere.get(clip, [])
+        kind = int(torch.randint(0, 3 if elsewhere else 2, ()))
+        if kind == 2:
+            other = elsewhere[int(torch.randint(0, len(elsewhere), ()))]
+            return self.store.read(other, ("vggish",))["vggish"]
+        samples = len(examples) * SAMPLE_RATE  # a second per example: enough for as many
+        if kind == 0:
+            waveform = torch.zeros(samples)
+        else:
+            rms = 10 ** (-40 * float(torch.rand(())) / 20)
+            waveform = (torch.randn(samples) * rms).clamp(-1, 1)
+        return vggish_examples(waveform, min_examples=len(examples))[: len(examples)].numpy()
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         clip = self.ids[index]
         item = self.store.read(clip, ("frames", "vggish", "masks", "mask_frames"))
@@ -158,11 +184,14 @@ class SegmentationClips(Dataset):
             item["vggish"] = self.store.read(self.audio_from[clip], ("vggish",))["vggish"]
         annotated = [int(f) for f in item["mask_frames"]]
         chosen = list(range(len(item["frames"]))) if self.frames == "all" else annotated
-        examples = item["vggish"]
+        heard = not (self.negatives and float(torch.rand(())) < self.negatives)
+        examples = item["vggish"] if heard else self._negative_audio(clip, item["vggish"])
         images = torch.stack([self.transform(item["frames"][f]) for f in chosen])
         masks = self._masks(item["masks"], annotated, chosen)
         if self.augment:
             images, masks = self._augmented(images, masks)
+        if not heard:
+            masks = torch.zeros_like(masks)  # nothing in the frame makes this sound
         return {
             "images": images,
             "audio": torch.from_numpy(
@@ -170,5 +199,6 @@ class SegmentationClips(Dataset):
             ),
             "masks": masks,
             "labelled": torch.tensor([f in annotated for f in chosen]),
+            "heard": torch.tensor(heard),
             "index": torch.tensor(index),
         }

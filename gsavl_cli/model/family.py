@@ -112,6 +112,14 @@ class ModelFamily:
         """
         raise NotImplementedError
 
+    def listening_score(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """How strongly some place in each frame matches its audio, [B], from `predict`'s outputs.
+
+        The abstention rule (`gsavl_cli.abstention`) compares it with a threshold chosen on
+        validation data. Default: the peak of the raw audio-visual similarity map `av`.
+        """
+        return outputs["av"].flatten(1).amax(dim=1)
+
     def import_checkpoint(self, raw: Any, state: dict[str, torch.Tensor], path: Path) -> Imported | None:
         """A file that is not a gsavl checkpoint (`state`: its tensors, wrapper prefixes removed)
         as one of this family's original formats; None when it is not one."""

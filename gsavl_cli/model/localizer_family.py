@@ -82,6 +82,12 @@ class LocalizerFamily(ModelFamily):
         from gsavl_cli.model.localizer import build_localizer
         from gsavl_cli.training_health import tie_loss
 
+        if cfg.negative_audio:
+            raise UsageError(
+                "negative-audio training is not available for the localizer yet (its contrastive loss already "
+                "contrasts each frame with the other clips' audio)",
+                hint="drop --negative-audio, or train ssl2avs",
+            )
         layout = store_dataset(cfg.data)  # its protocol: augmentation or the plain test resize
         cfg.model = replace(
             cfg.model,

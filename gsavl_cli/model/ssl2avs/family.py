@@ -54,6 +54,7 @@ class SSL2AVSFamily(ModelFamily):
             cfg.model.image_size,
             cfg.frames,
             cfg.augment,
+            seg.DEFAULT_NEGATIVE_AUDIO if cfg.negative_audio is None else cfg.negative_audio,
         )
         val_path = cfg.val or cfg.data
         val_ids = seg.segmentation_val_ids(
@@ -95,3 +96,8 @@ class SSL2AVSFamily(ModelFamily):
         """The model's heatmap as `av` and its mask logits as `mask`."""
         out = model.predict(images, audio, lengths)  # type: ignore[operator]
         return {"av": out["heatmap"], "mask": out["mask_logits"]}
+
+    def listening_score(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The mask head's most confident pixel, sigmoid(max logit): ACT's heatmap is standardised
+        per frame, so its peak says nothing about whether anything sounds."""
+        return outputs["mask"].flatten(1).amax(dim=1).float().sigmoid()

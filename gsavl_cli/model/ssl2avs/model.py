@@ -93,13 +93,20 @@ class SSL2AVS(nn.Module):
         return {"mask_logits": out["mask_logits"][:, 0], "heatmap": out["localization"]["heatmap"]}
 
     def training_loss(
-        self, output: Output, masks: torch.Tensor, labelled: torch.Tensor
+        self, output: Output, masks: torch.Tensor, labelled: torch.Tensor, heard: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """masks [B,F,H,W] at the input's size, labelled [B,F] (which frames have a mask); the
-        forward ran on the B*F frames in that order. See `losses` for the terms."""
+        """masks [B,F,H,W] at the input's size, labelled [B,F] (which frames have a mask), heard [B]
+        (False: the clip heard negative audio, its masks are empty); the forward ran on the B*F
+        frames in that order. See `losses` for the terms.
+
+        Negative-audio clips count in the mask terms (their target is the empty mask) but not in
+        the localization and contrastive terms: their sound belongs to nothing in the frame, and
+        ACT's heatmap (standardised per frame) cannot say "nowhere" anyway."""
         cfg = self.config
         batch, slots = labelled.shape
+        heard = torch.ones(batch, dtype=torch.bool, device=labelled.device) if heard is None else heard.bool()
         chosen = labelled.flatten()
+        own = (labelled & heard[:, None]).flatten()[chosen]  # of the chosen frames, those with their own audio
         target = masks.flatten(0, 1)[chosen]
         final = dice_loss(output["mask_logits"][chosen], target)
         stats = {"loss_mask": final.detach()}
@@ -109,13 +116,13 @@ class SSL2AVS(nn.Module):
             total = total + cfg.lambda_intermediate * intermediate
             stats["loss_intermediate"] = intermediate.detach()
         loc = output["localization"]
-        if cfg.lambda_localization > 0:
-            aux = localization_loss(loc["logits"][chosen], target)
+        if cfg.lambda_localization > 0 and bool(own.any()):
+            aux = localization_loss(loc["logits"][chosen][own], target[own])
             total = total + cfg.lambda_localization * aux
             stats["loss_localization"] = aux.detach()
-        if cfg.lambda_contrastive > 0 and batch > 1:
-            visual = loc["visual"].unflatten(0, (batch, slots))
-            sound = loc["audio"].unflatten(0, (batch, slots))
+        if cfg.lambda_contrastive > 0 and int(heard.sum()) > 1:
+            visual = loc["visual"].unflatten(0, (batch, slots))[heard]
+            sound = loc["audio"].unflatten(0, (batch, slots))[heard]
             cts = contrastive_loss(visual, sound, cfg.tau)
             total = total + cfg.lambda_contrastive * cts
             stats["loss_contrastive"] = cts.detach()
