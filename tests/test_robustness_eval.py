@@ -311,3 +311,21 @@ def test_noise_louder_than_full_scale_is_refused(s4_store, model_file, tmp_path)
     args = ["eval", "--dataset", s4_store, "--checkpoint", model_file, "--audio", "noise", "--noise-dbfs", "0"]
     result = runner.invoke(app, [*map(str, args), "--out", str(tmp_path / "e")])
     assert result.exit_code == 2 and "noise-dbfs" in result.output
+
+
+def test_audio_all_scores_what_an_abstaining_predictor_answers(s4_store, model_file, tmp_path):
+    """With `--abstain` and a threshold no frame reaches, every frame abstains: no false positive, no failure."""
+    from gsavl_cli.abstention import Calibration, store_calibration
+
+    ckpt = tmp_path / "abstaining.pt"
+    shutil.copy(model_file, ckpt)
+    store_calibration(ckpt, Calibration(float("inf"), 1.0, 2, 6, 0.0, 0.0, ("silence",), "d", "val", 42))
+    answering = _eval(s4_store, ckpt, tmp_path / "answers", "all")
+    abstaining = _eval(s4_store, ckpt, tmp_path / "abstains", "all", "--abstain")
+    rows = [r for r in csv.DictReader((tmp_path / "abstains" / "per_sample.csv").open()) if r["sampler"]]
+    assert len(rows) == 4 * 5 and all(r["any_mask"] == "0" and r["mask_area"] == "0" for r in rows)
+    for condition in ("silent", "noise", "offscreen"):
+        assert answering["robustness"][condition]["abstention_failure"] == 1.0  # the region segmenter always answers
+        assert abstaining["robustness"][condition]["fpr"] == 0.0
+        assert abstaining["robustness"][condition]["abstention_failure"] == 0.0
+    assert abstaining["robustness"]["normal"]["miou"] == 0.0  # an empty mask on a sounding object
