@@ -4,9 +4,10 @@ Renders N annotated synthetic test frames (AVSBench-S4 layout, 224x224 like S4),
 preprocesses them, then runs `gsavl_cli.commands.evaluate.evaluate` (the Predictor path) with the av map and the
 naive, grid and prob samplers, a random-init localizer and a random-weight SAM
 (`--sam-model tiny` is a toy SAM for a quick check). Extrapolates to the 740 frames
-of the S4 test split.
+of the S4 test split. `--audio all` runs the five audio conditions of the robustness table
+over the same frames (each frame's image embedding computed once for all of them).
 
-    python benchmarks/eval_throughput.py [--frames 8] [--sam-model vit_b|vit_l|vit_h|tiny]
+    python benchmarks/eval_throughput.py [--frames 8] [--sam-model vit_b|vit_l|vit_h|tiny] [--audio all]
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import _common
 import torch
 from segment_anything import sam_model_registry
 
-from gsavl_cli.commands.evaluate import EvalSettings, evaluate
+from gsavl_cli.choices import AudioMode
+from gsavl_cli.commands.evaluate import EvalSettings, condition_partners, evaluate
 from gsavl_cli.commands.preprocess import make_settings, run_preprocess
 from gsavl_cli.data import synthetic
 from gsavl_cli.datasets import discover
+from gsavl_cli.io.store import open_store
 from gsavl_cli.model import build_localizer, config_from_preset
 from gsavl_cli.predictor import Predictor, SamplerChoice
 from gsavl_cli.segment import SAM_ARCHS, SamSegmenter
@@ -56,6 +59,7 @@ def main() -> None:
     p.add_argument("--preset", default="gsavl", choices=("gsavl", "ezvsl"))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--size", type=int, default=224, help="frame side in pixels (AVSBench S4 frames are 224x224)")
+    p.add_argument("--audio", default="normal", choices=[m.value for m in AudioMode])
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the SAM image encoder (CUDA only)")
     args = p.parse_args()
     _common.setup(args)
@@ -71,9 +75,12 @@ def main() -> None:
             maps=("av",),
             batch_size=args.batch_size,
             samplers=[SamplerChoice(s.strip()) for s in args.samplers.split(",")],
+            audio=AudioMode(args.audio),
         )
         ids = validation_ids(data, "test")
-        output, seconds = _common.timed(args.device, lambda: evaluate(predictor, settings, ids))
+        with open_store(data) as store:
+            partners = condition_partners(store, ids, settings)
+        output, seconds = _common.timed(args.device, lambda: evaluate(predictor, settings, ids, partners=partners))
     timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in output.timings.items()}
     per_frame = seconds / len(ids)
     figures = {
@@ -97,6 +104,7 @@ def main() -> None:
             "samplers": [c.name for c in settings.samplers],
             "preset": args.preset,
             "batch_size": args.batch_size,
+            "audio": [c.value for c in settings.audio.conditions()],
             "frame": f"{args.size}x{args.size}",
             "bf16": segmenter.bf16,
             "weights": "random (timing only)",

@@ -51,8 +51,27 @@ class FrameMode(str, Enum):
 
 
 class AudioMode(str, Enum):
-    """What the model hears at evaluation: the clip's own audio, or a control that tests whether it listens."""
+    """What the model hears at evaluation: the clip's own audio, a control that tests whether it listens, or all of them.
+
+    silent, noise and offscreen are the negative conditions of AVSBench-Robust (Li et al., arXiv 2502.00358):
+    nothing in the frame makes the sound, so every foreground pixel is a false positive. shuffled is a control,
+    not a negative: the other clip may be of the same category, so its sound may well be in the frame.
+    """
 
     normal = "normal"
     silent = "silent"  # digital silence: what the model finds without sound
     shuffled = "shuffled"  # each clip hears another clip's audio (seeded): does the model listen?
+    noise = "noise"  # white noise at --noise-dbfs, seeded per clip
+    offscreen = "offscreen"  # the audio of a clip of another category (seeded): a sound nothing in the frame makes
+    all = "all"  # every condition above over the same frames: the robustness table
+
+    @property
+    def negative(self) -> bool:
+        """Whether nothing in the frame makes the sound (silent, noise, offscreen): FPR and abstention are scored."""
+        return self in (AudioMode.silent, AudioMode.noise, AudioMode.offscreen)
+
+    def conditions(self) -> tuple[AudioMode, ...]:
+        """The conditions this choice evaluates: itself, or for `all` each one in the robustness table's order."""
+        if self is AudioMode.all:
+            return (AudioMode.normal, AudioMode.shuffled, AudioMode.silent, AudioMode.noise, AudioMode.offscreen)
+        return (self,)

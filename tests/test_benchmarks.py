@@ -11,7 +11,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = {
-    "eval_throughput.py": ["--frames", "2", "--size", "64", "--sam-model", "tiny", "--samplers", "naive,prob"],
+    "eval_throughput.py": [
+        "--frames",
+        "2",
+        "--size",
+        "64",
+        "--sam-model",
+        "tiny",
+        "--samplers",
+        "naive,prob",
+        "--audio",
+        "all",
+    ],
     "localize_latency.py": [
         "--sam-model",
         "tiny",

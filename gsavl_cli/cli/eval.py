@@ -40,7 +40,8 @@ from gsavl_cli.console import OPTIONS, err, info, print_json, progress
     name="eval",
     epilog="Examples:\n\n  gsavl eval --dataset s4_test.h5 --checkpoint runs/s4/best.pt --out runs/s4/eval --report\n\n"
     "  gsavl eval --dataset vggss.h5 --checkpoint best.pt --map avobj --sampler prob --out eval_vggss\n\n"
-    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio shuffled   # does the model listen?",
+    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio shuffled   # does the model listen?\n\n"
+    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio all --report   # the robustness table",
 )
 def evaluate(
     ctx: typer.Context,
@@ -79,9 +80,16 @@ def evaluate(
     audio: Annotated[
         AudioMode,
         typer.Option(
-            help="normal; silent (no sound); shuffled (each clip hears another clip's audio): shows how much a result depends on the sound."
+            help="normal; shuffled (each clip hears another clip's audio, a control); the negative conditions of AVSBench-Robust, scored with FPR and abstention failure: silent (digital silence), noise (white noise at --noise-dbfs), offscreen (a clip of another category); all: every one over the same frames, one row each."
         ),
     ] = AudioMode.normal,
+    noise_dbfs: Annotated[
+        float,
+        typer.Option(
+            max=-4.77,
+            help="--audio noise: the white noise's RMS level in dB re full scale (1.0), seeded per clip; -4.77 is uniform noise over the whole range [-1, 1], as AVSBench-Robust's.",
+        ),
+    ] = -4.77,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per batch through the encoders.")] = 8,
     videos_per_batch: Annotated[
         int,
@@ -126,6 +134,7 @@ def evaluate(
         samplers=parse_samplers(sampler, param),
         **predictor_fields(ctx.params),
         audio=audio,
+        noise_dbfs=noise_dbfs,
         batch_size=batch_size,
         limit=limit,
         subset=subset,
@@ -152,7 +161,11 @@ def evaluate(
         },
     )
     result = run_evaluation(settings, progress=progress)
-    print_results(result["results"], title=f"{dataset} · {result['settings']['n_clips']} clips · audio {audio.value}")
+    clips = f"{dataset} · {result['settings']['n_clips']} clips"
+    if audio == AudioMode.all:
+        print_robustness(result["robustness"], title=f"{clips} · robustness")
+    else:
+        print_results(result["results"], title=f"{clips} · audio {audio.value}")
     if frames == FrameMode.first and any(r.get("avsbench_miou") is not None for r in result["results"]):
         info(
             "[yellow]note:[/] AVS M_J / M_F here score each clip's first frame only; the benchmark's numbers need --frames all"
@@ -170,6 +183,8 @@ def evaluate(
 METRIC_HEADERS = {
     "miou": "mIoU %",
     "mask_f": "mask F %",
+    "fpr": "FPR %",
+    "abstention_failure": "abstain fail %",
     "avsbench_miou": "AVS M_J %",
     "avsbench_fmeasure": "AVS M_F %",
     "ciou": "cIoU %",
@@ -185,28 +200,65 @@ def percent(value: object) -> str:
     return "-" if value is None else f"{100 * value:.2f}" if isinstance(value, float) else str(value)
 
 
-def print_results(results: list[dict], title: str) -> None:
-    """metrics.json's results as a table on stderr (nothing under -q)."""
+NEGATIVE_KEYS = ("fpr", "abstention_failure")
+"""Scored under negative audio only: their columns are shown when some row has them."""
+
+
+def print_results(results: list[dict], title: str, by_audio: bool = False) -> None:
+    """metrics.json's results (or its robustness records, `by_audio`: one row per condition) as a table on stderr
+    (nothing under -q)."""
     from gsavl_cli.viz.report import SUMMARY_KEYS
 
     if OPTIONS.quiet:
         return
-    metrics = [k for k in SUMMARY_KEYS if k in METRIC_HEADERS]
+    metrics = [
+        k
+        for k in SUMMARY_KEYS
+        if k in METRIC_HEADERS and (k not in NEGATIVE_KEYS or any(r.get(k) is not None for r in results))
+    ]
+    caption = "AVS M_J / M_F: the AVS benchmark's batch-level metrics (one video per batch)"
+    if any(k in NEGATIVE_KEYS for k in metrics):
+        caption += "; under negative audio (silent, noise, offscreen) FPR: share of pixels predicted foreground, abstain fail: share of frames with any mask"
     table = Table(
+        *(("audio",) if by_audio else ()),
         "map",
         "sampler",
         "segmenter",
         "n",
         *(METRIC_HEADERS[k] for k in metrics),
         title=title,
-        caption="AVS M_J / M_F: the AVS benchmark's batch-level metrics (one video per batch)",
+        caption=caption,
     )
     for r in results:
         table.add_row(
+            *((r["audio"],) if by_audio else ()),
             r["map"],
             r["sampler"] or "(heatmap)",
             r["segmenter"] or "-",
             str(r["n"]),
             *(percent(r.get(k)) for k in metrics),
         )
+    err.print(table)
+
+
+ROBUSTNESS_KEYS = ("miou", "mask_f", "fpr", "abstention_failure")
+"""The robustness table's columns (`--audio all`), as in AVSBench-Robust: quality, and false positives under negative audio."""
+
+
+def print_robustness(records: dict[str, dict], title: str) -> None:
+    """metrics.json's robustness records as a table on stderr: one row per audio condition (nothing under -q)."""
+    if OPTIONS.quiet or not records:
+        return
+    first = next(iter(records.values()))
+    table = Table(
+        "audio",
+        "n",
+        *(METRIC_HEADERS[k] for k in ROBUSTNESS_KEYS),
+        title=f"{title} · {first['map']} / {first['sampler'] or '(heatmap)'} · {first['segmenter'] or '-'}",
+        caption="negative audio (silent, noise, offscreen): nothing in the frame sounds; FPR: share of pixels "
+        "predicted foreground; abstain fail: share of frames with any mask. shuffled is a control (it may hear "
+        "the same category).",
+    )
+    for condition, r in records.items():
+        table.add_row(condition, str(r["n"]), *(percent(r.get(k)) for k in ROBUSTNESS_KEYS))
     err.print(table)

@@ -5,6 +5,11 @@ Everything from a frame to its mask goes through the `Predictor` (the same path 
 and sampler (and across runs with an embedding cache); random samplers are seeded by
 (seed, clip key, map, sampler). Under torchrun the clips are sharded and the rows
 gathered, so the result equals a single-process run.
+
+`--audio` says what the model hears: the clip's own audio, a control (shuffled), or a negative
+condition of AVSBench-Robust (Li et al., arXiv 2502.00358: silent, noise, offscreen), scored with
+the false-positive rate and the abstention failure rate; `--audio all` runs every condition over the
+same frames, the image embedding of each frame computed once for all of them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch.distributed as dist
 from gsavl_cli import __version__, metrics
 from gsavl_cli.choices import AudioMode, FrameMode
 from gsavl_cli.data.audio_input import silent_like
+from gsavl_cli.data.negative_audio import DEFAULT_NOISE_DBFS, offscreen_partners, white_noise_like
 from gsavl_cli.datasets import filter_subset, store_dataset
 from gsavl_cli.distributed import init_distributed
 from gsavl_cli.errors import UsageError
@@ -46,6 +52,7 @@ T = TypeVar("T")
 CSV_COLUMNS = (
     "clip",
     "frame",
+    "audio",
     "map",
     "sampler",
     "segmenter",
@@ -56,6 +63,8 @@ CSV_COLUMNS = (
     "score",
     "rounds",
     "mask_area",
+    "fpr",
+    "any_mask",
     "gt_fraction",
     "points",
     "labels",
@@ -89,6 +98,7 @@ class EvalSettings:
     alpha: float = 0.4
     align_corners: bool = ALIGN_CORNERS
     audio: AudioMode = AudioMode.normal
+    noise_dbfs: float = DEFAULT_NOISE_DBFS  # --audio noise: RMS level, dB re full scale (data.negative_audio)
     batch_size: int = 8
     limit: int | None = None
     subset: str | None = None
@@ -127,6 +137,7 @@ class Sample:
     key: str
     input: ClipInput
     item: dict[str, np.ndarray]
+    audio: AudioMode = AudioMode.normal  # the condition it is heard under
 
 
 _NAMES = ("first_frame", "frames", "frame_times", "waveform", "masks", "mask_frames", "boxes")
@@ -140,26 +151,80 @@ def audio_partners(ids: list[str], seed: int) -> dict[str, str]:
     return {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
 
 
-def _samples(store: Store, clip_id: str, settings: EvalSettings, partners: dict[str, str]) -> list[Sample]:
-    """`first`: frame 0 with the clip-level audio; `all`: every annotated frame with its own audio window."""
+Partners = dict[AudioMode, dict[str, str]]
+"""Per condition that borrows another clip's audio (shuffled, offscreen): clip id -> the clip it hears."""
+
+
+def condition_partners(store: Store, ids: list[str], settings: EvalSettings) -> Partners:
+    """The partners of every condition `settings.audio` runs, drawn over all of `ids` (before any sharding)."""
+    conditions = settings.audio.conditions()
+    partners: Partners = {}
+    if AudioMode.shuffled in conditions:
+        partners[AudioMode.shuffled] = audio_partners(ids, settings.seed)
+    if AudioMode.offscreen in conditions:
+        partners[AudioMode.offscreen] = offscreen_partners(
+            {i: store.meta(i).get("category") for i in ids}, settings.seed
+        )
+    return partners
+
+
+def heard_waveform(
+    store: Store, clip_id: str, waveform: np.ndarray, condition: AudioMode, settings: EvalSettings, partners: Partners
+) -> np.ndarray:
+    """The waveform clip `clip_id` is heard with under `condition`; the model's features come from it as from any."""
+    if condition == AudioMode.silent:
+        return silent_like(waveform)
+    if condition == AudioMode.noise:
+        return white_noise_like(waveform, settings.noise_dbfs, settings.seed, clip_id)
+    if condition in (AudioMode.shuffled, AudioMode.offscreen):
+        return store.read(partners[condition][clip_id], ("waveform",))["waveform"]
+    return waveform
+
+
+def _samples(store: Store, clip_id: str, settings: EvalSettings, partners: Partners) -> list[Sample]:
+    """`first`: frame 0 with the clip-level audio; `all`: every annotated frame with its own audio window.
+
+    One set per audio condition, in `AudioMode.conditions` order, all from one read of the clip.
+    """
     names = (
         ("first_frame", "waveform", "masks", "mask_frames", "boxes") if settings.frames == FrameMode.first else _NAMES
     )
     item = store.read(clip_id, names)
-    waveform = item["waveform"]
-    if settings.audio == AudioMode.silent:
-        waveform = silent_like(waveform)
-    elif settings.audio == AudioMode.shuffled:
-        waveform = store.read(partners[clip_id], ("waveform",))["waveform"]
-    if settings.frames == FrameMode.first:
-        return [Sample(clip_id, 0, clip_id, ClipInput(item["first_frame"], waveform, None, clip_id), item)]
     out = []
-    for i in [int(i) for i in item.get("mask_frames", [0])]:
-        key = f"{clip_id}#{i}"
-        out.append(
-            Sample(clip_id, i, key, ClipInput(item["frames"][i], waveform, float(item["frame_times"][i]), key), item)
-        )
+    for condition in settings.audio.conditions():
+        waveform = heard_waveform(store, clip_id, item["waveform"], condition, settings, partners)
+        if settings.frames == FrameMode.first:
+            out.append(
+                Sample(clip_id, 0, clip_id, ClipInput(item["first_frame"], waveform, None, clip_id), item, condition)
+            )
+            continue
+        for i in [int(i) for i in item.get("mask_frames", [0])]:
+            key = f"{clip_id}#{i}"
+            frame_input = ClipInput(item["frames"][i], waveform, float(item["frame_times"][i]), key)
+            out.append(Sample(clip_id, i, key, frame_input, item, condition))
     return out
+
+
+class _SharedEmbeddings:
+    """The image embeddings of the current batch, shared by its audio conditions (the frames are the same),
+    over the persistent embedding cache if there is one: SAM's image encoder runs once per frame, not per condition."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.batch: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        found = self.batch.get(key)
+        if found is None and self.inner is not None:
+            found = self.inner.get(key)
+            if found is not None:
+                self.batch[key] = found
+        return found
+
+    def put(self, key: str, embedding: Any) -> None:
+        self.batch[key] = embedding
+        if self.inner is not None:
+            self.inner.put(key, embedding)
 
 
 # -- the loop -------------------------------------------------------------------------------
@@ -186,10 +251,17 @@ def _sample_rows(
     gt_frame = ground_truth(sample.item, size, sample.frame_index)
     protocol = protocol_size(sample.item, size)
     gt_protocol = ground_truth(sample.item, protocol, sample.frame_index)
-    base = {"clip": sample.clip, "frame": sample.frame_index}
+    base = {"clip": sample.clip, "frame": sample.frame_index, "audio": sample.audio.value}
+    heat_group = hdf5_name(sample.key) + (f"/{sample.audio.value}" if settings.audio == AudioMode.all else "")
     runs = predictor.mask_runs(settings.maps, settings.samplers)
     rows: list[dict[str, Any]] = []
-    visuals: dict[str, Any] = {"frame": clip.frame, "gt": gt_frame, "heatmaps": {}, "results": {}}
+    visuals: dict[str, Any] = {
+        "frame": clip.frame,
+        "gt": gt_frame,
+        "audio": sample.audio.value,
+        "heatmaps": {},
+        "results": {},
+    }
     for map_name in settings.maps:
         tick = time.perf_counter()
         heat = predictor.heatmap_tensor(map_name, clip=clip)
@@ -208,7 +280,7 @@ def _sample_rows(
         visuals["heatmaps"][map_name] = heat.float().cpu().numpy()
         if heat_out is not None:
             heat_out.create_dataset(
-                f"{hdf5_name(sample.key)}/{map_name}",
+                f"{heat_group}/{map_name}",
                 data=visuals["heatmaps"][map_name].astype(np.float32),
                 compression="gzip",
             )
@@ -238,6 +310,8 @@ def _sample_rows(
                     "score": found.score,
                     "rounds": found.rounds,
                     "mask_area": int(found.mask.sum()),
+                    "fpr": metrics.false_positive_rate(found.mask) if sample.audio.negative else None,
+                    "any_mask": int(metrics.any_foreground(found.mask)),
                     "pointing": _prompt_hit_rate(found.points, found.labels, gt_frame),
                     "points": found.points.round(2).tolist(),
                     "labels": found.labels.tolist(),
@@ -251,7 +325,7 @@ def _sample_rows(
 
 
 def _batches(
-    store: Store, ids: list[str], settings: EvalSettings, partners: dict[str, str]
+    store: Store, ids: list[str], settings: EvalSettings, partners: Partners
 ) -> Iterator[tuple[int, list[Sample]]]:
     for start in range(0, len(ids), settings.batch_size):
         chunk = ids[start : start + settings.batch_size]
@@ -293,23 +367,41 @@ def evaluate(
     settings: EvalSettings,
     ids: list[str],
     *,
-    partners: dict[str, str] | None = None,
+    partners: Partners | None = None,
     on_batch: Callable[[int], None] | None = None,
     keep: Callable[[str, dict[str, Any]], None] | None = None,
     heat_out: h5py.File | None = None,
 ) -> EvalOutput:
-    """Per-sample rows for `ids`: clip x map (heatmap protocol) and clip x map x sampler (masks)."""
+    """Per-sample rows for `ids`: clip x map (heatmap protocol) and clip x map x sampler (masks), per audio condition.
+
+    The conditions of a batch are prepared one after the other over the same frames; their image embeddings are
+    computed once (`_SharedEmbeddings`), and `partners` are those of `condition_partners`.
+    """
     timings = {"prepare_s": 0.0, "heatmap_s": 0.0, "decoder_s": 0.0}
     rows: list[dict[str, Any]] = []
-    with open_store(settings.data) as store:
-        for n_clips, batch in prefetch(_batches(store, ids, settings, partners or {})):
-            tick = time.perf_counter()
-            prepared = predictor.prepare([s.input for s in batch], maps=settings.maps, batch_size=settings.batch_size)
-            timings["prepare_s"] += time.perf_counter() - tick
-            for sample, clip in zip(batch, prepared):
-                rows.extend(_sample_rows(predictor, sample, clip, settings, timings, keep, heat_out))
-            if on_batch is not None:
-                on_batch(n_clips)
+    conditions = settings.audio.conditions()
+    persistent = predictor.embedding_cache
+    shared = _SharedEmbeddings(persistent) if len(conditions) > 1 else None
+    try:
+        if shared is not None:
+            predictor.embedding_cache = shared
+        with open_store(settings.data) as store:
+            for n_clips, batch in prefetch(_batches(store, ids, settings, partners or {})):
+                for condition in conditions:
+                    heard = [s for s in batch if s.audio == condition]
+                    tick = time.perf_counter()
+                    prepared = predictor.prepare(
+                        [s.input for s in heard], maps=settings.maps, batch_size=settings.batch_size
+                    )
+                    timings["prepare_s"] += time.perf_counter() - tick
+                    for sample, clip in zip(heard, prepared):
+                        rows.extend(_sample_rows(predictor, sample, clip, settings, timings, keep, heat_out))
+                if shared is not None:
+                    shared.batch.clear()
+                if on_batch is not None:
+                    on_batch(n_clips)
+    finally:
+        predictor.embedding_cache = persistent
     timings["image_encoder_calls"] = predictor.segmenter.encoder_calls
     return EvalOutput(rows, timings)
 
@@ -323,25 +415,42 @@ def dataset_order(path: Path, ids: list[str]) -> tuple[list[str], str]:
     return sorted(ids), "sorted"
 
 
+_NO_NEGATIVE_SCORES = {"fpr": None, "abstention_failure": None}
+
+
 def summarise_rows(rows: list[dict[str, Any]], videos_per_batch: int = 1) -> list[dict[str, Any]]:
-    """One metrics entry per (map, sampler, segmenter), in first-seen order.
+    """One metrics entry per (audio, map, sampler, segmenter), in first-seen order.
 
     `miou` / `mask_f` (F_0.3 of each binary mask) are per-frame means (batch-independent); `avsbench_miou` /
-    `avsbench_fmeasure` are the AVS benchmark's own M_J / M_F with one video per batch.
+    `avsbench_fmeasure` are the AVS benchmark's own M_J / M_F with one video per batch; `fpr` /
+    `abstention_failure` (mask entries of a negative audio condition only) AVSBench-Robust's false-positive
+    rate and the share of frames that get any mask.
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["map"], row["sampler"], row["segmenter"]), []).append(row)
+        groups.setdefault((row.get("audio", "normal"), row["map"], row["sampler"], row["segmenter"]), []).append(row)
     return [
         {
+            "audio": a,
             "map": m,
             "sampler": s,
             "segmenter": g,
             **metrics.summarize(members),
             **metrics.avsbench_from_rows(members, videos_per_batch),
+            **(
+                metrics.negative_audio_summary(members)
+                if s is not None and AudioMode(a).negative
+                else _NO_NEGATIVE_SCORES
+            ),
         }
-        for (m, s, g), members in groups.items()
+        for (a, m, s, g), members in groups.items()
     ]
+
+
+def robustness_records(results: list[dict[str, Any]], map_name: str, sampler: str | None) -> dict[str, dict[str, Any]]:
+    """metrics.json's `robustness`: per audio condition, the results entry of the headline run (the report's
+    map and sampler), so that one condition is one record."""
+    return {r["audio"]: r for r in results if r["map"] == map_name and r["sampler"] == sampler}
 
 
 def _gather(rows: list[dict[str, Any]], world: int) -> list[dict[str, Any]]:
@@ -391,7 +500,8 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
         raise UsageError(
             f"no annotated clips of {settings.data} are in subset {settings.subset}", hint="check --subset and --split"
         )
-    partners = audio_partners(ids, settings.seed) if settings.audio == AudioMode.shuffled else {}
+    with open_store(settings.data) as store:
+        partners = condition_partners(store, ids, settings)
     predictor = make_predictor(settings, device)
     settings = replace(settings, maps=settings.maps or predictor.default_maps)
     out = settings.out
@@ -428,8 +538,11 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     )  # the dataset's order, whatever the sharding
     total = time.perf_counter() - start
     n_frames = len({(r["clip"], r["frame"]) for r in rows})
+    results = summarise_rows(rows, settings.videos_per_batch)
+    robustness = robustness_records(results, shown_map, shown_sampler)
     summary = {
-        "results": summarise_rows(rows, settings.videos_per_batch),
+        "results": results,
+        "robustness": robustness,
         "timings": {**output.timings, "total_s": total, "frames_per_s": n_frames / total if total > 0 else None},
         "settings": {
             **settings.to_json(),
@@ -447,11 +560,12 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
         write_atomic(out / "metrics.json", json.dumps(summary, indent=2, default=str).encode("utf-8"))
         write_atomic(out / "per_sample.csv", _csv_bytes(rows))
         if reporter is not None:
-            shown = [
-                r
-                for r in summary["results"]
-                if r["map"] == reporter.map_name and r["sampler"] in (None, reporter.sampler)
-            ]
-            title = f"gsavl eval · {settings.data.name} · {reporter.map_name} / {reporter.sampler or 'heatmap'} · {predictor.segmenter.name} segmenter"
+            if len(settings.audio.conditions()) > 1:  # the robustness table: one row per condition
+                shown = list(robustness.values())
+            else:
+                shown = [
+                    r for r in results if r["map"] == reporter.map_name and r["sampler"] in (None, reporter.sampler)
+                ]
+            title = f"gsavl eval · {settings.data.name} · {reporter.map_name} / {reporter.sampler or 'heatmap'} · {predictor.segmenter.name} segmenter · audio {settings.audio.value}"
             reporter.write(title, shown)
     return summary

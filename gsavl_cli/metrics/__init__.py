@@ -6,6 +6,7 @@
 - `vggss` (EZ-VSL protocol): cIoU of the heatmap thresholded at its median, AP50 and
   the AUC of the success curve, boxes as masks, and a model-free centre prior;
 - `pointing`: the pointing game (is the heatmap's peak on the source?);
+- `negative`: scores under negative audio (AVSBench-Robust's FPR, the abstention failure rate);
 - `summary`: dataset scores from per-sample rows.
 
 Inputs may be NumPy arrays or torch tensors; scores come back as Python floats.
@@ -27,6 +28,7 @@ from gsavl_cli.metrics.avsbench import (
     hard_mask_f_curve,
 )
 from gsavl_cli.metrics.core import mask_iou, mask_iou_batch
+from gsavl_cli.metrics.negative import any_foreground, false_positive_rate, negative_audio_summary
 from gsavl_cli.metrics.pointing import pointing_game, pointing_hit
 from gsavl_cli.metrics.summary import summarize
 from gsavl_cli.metrics.vggss import (
@@ -44,6 +46,7 @@ from gsavl_cli.metrics.vggss import (
 __all__ = [
     "AUC_THRESHOLDS",
     "AVS_BATCH_FRAMES",
+    "any_foreground",
     "ap50",
     "auc",
     "avsbench_fmeasure",
@@ -57,12 +60,14 @@ __all__ = [
     "f_measure",
     "f_measure_curve",
     "f_measure_soft",
+    "false_positive_rate",
     "frame_fmeasure",
     "frame_miou",
     "hard_mask_f_curve",
     "mask_iou",
     "mask_iou_batch",
     "median_threshold",
+    "negative_audio_summary",
     "pointing_game",
     "pointing_hit",
     "success_curve",

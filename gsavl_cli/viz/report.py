@@ -1,4 +1,4 @@
-"""A static HTML report: one row per clip with frame, heatmap + points, mask, truth and IoU.
+"""A static HTML report: one row per clip (and audio condition) with frame, heatmap + points, mask, truth and IoU.
 
 The table sorts by any column in the browser (a few lines of inline JavaScript), so
 the worst clips are one click away.
@@ -48,7 +48,7 @@ class ReportWriter:
         }
         for name, image in panels.items():
             write_png(self.folder / "thumbs" / f"{stem}_{name}.png", thumbnail(image, self.height))
-        self.entries.append({"clip": clip_id, "stem": stem, "iou": iou})
+        self.entries.append({"clip": clip_id, "audio": visuals.get("audio", "normal"), "stem": stem, "iou": iou})
 
     def write(self, title: str, results: list[dict[str, Any]]) -> Path:
         """The page; its header table shows `results` (metrics.json entries) under metrics.json's own names."""
@@ -65,16 +65,22 @@ class ReportWriter:
             for n in ("frame", "heatmap", "mask", "truth")
         )
         value = "" if iou is None or math.isnan(iou) else f"{iou:.4f}"
-        return f'<tr><td>{html.escape(entry["clip"])}</td>{cells}<td data-v="{value or -1}">{value}</td></tr>'
+        return (
+            f"<tr><td>{html.escape(entry['clip'])}</td><td>{html.escape(entry['audio'])}</td>{cells}"
+            f'<td data-v="{value or -1}">{value}</td></tr>'
+        )
 
 
 SUMMARY_KEYS = (
+    "audio",
     "map",
     "sampler",
     "segmenter",
     "n",
     "miou",
     "mask_f",
+    "fpr",
+    "abstention_failure",
     "avsbench_miou",
     "avsbench_fmeasure",
     "ciou",
@@ -109,11 +115,14 @@ th{{cursor:pointer;background:#f4f4f4;position:sticky;top:0}} img{{display:block
 </style></head><body>
 <h1>{title}</h1>
 {summary}
-<p class="note">The rows are metrics.json's entries for what the table below shows. A row with no sampler scores the
+<p class="note">The rows are metrics.json's entries for what the table below shows (with several audio conditions,
+its <code>robustness</code> records: one row per condition). A row with no sampler scores the
 heatmap (cIoU at the median threshold, pointing game at its maximum); a row with a sampler scores the masks (miou; mask_f, the F-measure of the binary mask, not the benchmark's M_F;
-its ciou is the mask's cIoU, its pointing_game the share of positive prompts inside the ground truth).</p>
+its ciou is the mask's cIoU, its pointing_game the share of positive prompts inside the ground truth).
+Under negative audio (silent, noise, offscreen: nothing in the frame makes the sound) fpr is the mean share of a
+frame's pixels predicted foreground (AVSBench-Robust's FPR) and abstention_failure the share of frames with any mask.</p>
 <p>Click a column header to sort (IoU ascending shows the failures first).</p>
-<table id="t"><thead><tr><th>clip</th><th>frame</th><th>heatmap + prompts</th><th>predicted mask</th>
+<table id="t"><thead><tr><th>clip</th><th>audio</th><th>frame</th><th>heatmap + prompts</th><th>predicted mask</th>
 <th>ground truth</th><th>IoU</th></tr></thead><tbody>
 {rows}
 </tbody></table>
