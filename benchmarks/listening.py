@@ -8,11 +8,12 @@ split (`gsavl_cli.abstention`), and scores every annotated test frame, with its 
 second of audio, under five conditions (AVSBench-Robust, Li et al. 2025):
 
 - normal, shuffled (another test clip's audio, a seeded derangement): mask mIoU;
-- silence, noise (white, -20 dBFS RMS), offscreen (a clip of another category): the
+- silent, noise (full-scale white noise), offscreen (a clip of another category): the
   pixel false-positive rate (share of the frame predicted foreground, averaged over
-  frames) and the share of frames that get any mask at all;
+  frames) and the abstention failure rate (share of frames that get any mask at all);
 
-once as the model answers and once with abstention on.
+once as the model answers and once with abstention on: `gsavl eval --audio all` and
+`gsavl eval --audio all --abstain`, run through `run_evaluation`.
 
     python benchmarks/listening.py                                 # ~45 min on 2 CPU cores
     python benchmarks/listening.py --checkpoints paper=a.pt,listen=b.pt --data s4.h5   # evaluate only
@@ -21,21 +22,15 @@ once as the model answers and once with abstention on.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import _common
-import numpy as np
 
-from gsavl_cli import metrics
-from gsavl_cli.abstention import calibrate, negative_waveform
-from gsavl_cli.io.store import open_store
+from gsavl_cli.abstention import calibrate, store_calibration
 from gsavl_cli.predictor import Predictor
-from gsavl_cli.validation import ground_truth
-
-CONDITIONS = ("normal", "shuffled", "silence", "noise", "offscreen")
-NEGATIVE = ("silence", "noise", "offscreen")
 
 
 def _world(folder: Path, args) -> Path:
@@ -81,57 +76,29 @@ def _train(data: Path, out: Path, negatives: float, args) -> Path:
     return train(config)
 
 
-def _frames(data: Path, split: str) -> list[tuple[str, str, np.ndarray, float, np.ndarray, np.ndarray]]:
-    """(clip, category, frame, time, waveform, mask) of every annotated frame of `split`."""
-    out = []
-    with open_store(data) as store:
-        for clip in store.split_ids(split):
-            item = store.read(clip, ("frames", "frame_times", "waveform", "masks", "mask_frames"))
-            category = str(store.meta(clip).get("category", ""))
-            for index in (int(i) for i in item["mask_frames"]):
-                frame = item["frames"][index]
-                truth = ground_truth(item, frame.shape[:2], index)
-                out.append((clip, category, frame, float(item["frame_times"][index]), item["waveform"], truth))
-    return out
+def _table(data: Path, checkpoint: Path, out: Path, args, abstain: bool) -> dict[str, Any]:
+    """`gsavl eval --audio all` (every annotated test frame, each with its own second of audio): one row per condition."""
+    from gsavl_cli.choices import AudioMode, FrameMode
+    from gsavl_cli.commands.evaluate import EvalSettings, run_evaluation
+    from gsavl_cli.console import progress
+    from gsavl_cli.predictor import SamplerChoice
 
-
-def _audio_for(condition: str, frames, rng: np.random.Generator) -> list[np.ndarray]:
-    clips = sorted({f[0] for f in frames})
-    waves = {f[0]: f[4] for f in frames}
-    category = {f[0]: f[1] for f in frames}
-    order = [clips[i] for i in rng.permutation(len(clips))]
-    partner = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
-    out = []
-    for clip, _, _, _, wave, _ in frames:
-        if condition == "normal":
-            out.append(wave)
-        elif condition == "shuffled":
-            out.append(waves[partner[clip]])
-        elif condition == "offscreen":
-            others = [c for c in clips if category[c] != category[clip]] or [partner[clip]]
-            out.append(waves[others[int(rng.integers(len(others)))]])
-        else:
-            out.append(negative_waveform(condition, wave, rng))
-    return out
-
-
-def _score(predictor: Predictor, frames, seed: int, map_name: str | None) -> dict[str, Any]:
-    table: dict[str, Any] = {}
-    for condition in CONDITIONS:
-        waves = _audio_for(condition, frames, np.random.default_rng(seed))
-        masks = []
-        for (clip, _, frame, at, _, _), wave in zip(frames, waves):
-            predictor.set_clip(frame, wave, time=at, key=f"{clip}@{at}")
-            masks.append(predictor.predict(map_name or predictor.default_map, "prob", seed).mask)
-        truth = [f[5] for f in frames]
-        if condition in NEGATIVE:
-            table[condition] = {
-                "fpr": float(np.mean([m.mean() for m in masks])),
-                "frames_with_a_mask": float(np.mean([bool(m.any()) for m in masks])),
-            }
-        else:
-            table[condition] = {"miou": float(np.mean(metrics.mask_iou_batch(np.stack(masks), np.stack(truth))))}
-    return table
+    settings = EvalSettings(
+        data=data,
+        checkpoint=checkpoint,
+        out=out,
+        frames=FrameMode.all,
+        maps=(args.map,) if args.map else None,
+        samplers=[SamplerChoice("prob")],
+        segmenter=args.segmenter,
+        audio=AudioMode.all,
+        abstain=abstain,
+        device=args.device,
+        seed=args.seed,
+    )
+    found = run_evaluation(settings, progress=progress)
+    keep = ("n", "miou", "fpr", "abstention_failure")
+    return {condition: {k: row.get(k) for k in keep} for condition, row in found["robustness"].items()}
 
 
 def main() -> None:
@@ -162,19 +129,19 @@ def main() -> None:
                 "paper": _train(data, folder / "paper", 0.0, args),
                 "listen": _train(data, folder / "listen", args.negative_audio, args),
             }
-        frames = _frames(data, "test")
         figures: dict[str, Any] = {}
-        for name, checkpoint in runs.items():
+        for name, given in runs.items():
+            checkpoint = folder / f"{name}.calibrated.pt"
+            shutil.copyfile(given, checkpoint)
             predictor = Predictor.from_checkpoint(checkpoint, device=args.device, segmenter=args.segmenter)
             calibration = calibrate(predictor, data, "val", seed=args.seed)
+            store_calibration(checkpoint, calibration)
             figures[name] = {
                 "calibration": calibration.to_dict(),
-                "as_is": _score(predictor, frames, args.seed, args.map),
+                "as_is": _table(data, checkpoint, folder / f"{name}-as-is", args, abstain=False),
+                "abstaining": _table(data, checkpoint, folder / f"{name}-abstaining", args, abstain=True),
             }
-            predictor.abstain_below = calibration.threshold
-            figures[name]["abstaining"] = _score(predictor, frames, args.seed, args.map)
     settings = {k: v for k, v in vars(args).items() if k not in ("device", "threads")}
-    settings["frames"] = len(frames)
     _common.emit("listening", args, {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}, figures)
 
 

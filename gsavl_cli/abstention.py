@@ -27,9 +27,8 @@ from gsavl_cli.errors import UsageError
 if TYPE_CHECKING:
     from gsavl_cli.predictor import Predictor
 
-NEGATIVE_KINDS = ("silence", "noise", "offscreen")
-NOISE_DBFS = -20.0
-"""RMS level of calibration's white noise, in dB relative to full scale."""
+NEGATIVE_KINDS = ("silent", "noise", "offscreen")
+"""The negative audio calibration hears: `gsavl eval --audio`'s negative conditions, built the same way."""
 
 
 def stored_threshold(extra: dict[str, Any], path: Path) -> float:
@@ -60,20 +59,6 @@ def choose_threshold(positives: np.ndarray, negatives: np.ndarray) -> tuple[floa
     return float(candidates[best[len(best) // 2]]), float(accuracy.max())
 
 
-def negative_waveform(kind: str, waveform: np.ndarray, generator: np.random.Generator, other: np.ndarray | None = None):
-    """A negative-audio version of `waveform`: silence, white noise at `NOISE_DBFS`, or `other` (off-screen)."""
-    if kind == "silence":
-        return np.zeros_like(waveform, dtype=np.float32)
-    if kind == "noise":
-        rms = 10 ** (NOISE_DBFS / 20)
-        return np.clip(generator.standard_normal(len(waveform)) * rms, -1, 1).astype(np.float32)
-    if kind == "offscreen":
-        if other is None:
-            raise ValueError("off-screen audio needs another clip's waveform")
-        return np.asarray(other, dtype=np.float32)
-    raise ValueError(f"unknown negative audio {kind!r}")
-
-
 @dataclass
 class Calibration:
     """What `gsavl calibrate` found and stores in the checkpoint (`extra["abstention"]`)."""
@@ -96,12 +81,13 @@ class Calibration:
 
 def calibrate(predictor: Predictor, data: Path, split: str, *, seed: int = 42, limit: int | None = None) -> Calibration:
     """Scores the first frame of each clip of `split` with its own and with negative audio; picks the threshold."""
+    from gsavl_cli.data.audio_input import silent_like
+    from gsavl_cli.data.negative_audio import DEFAULT_NOISE_DBFS, offscreen_partners, white_noise_like
     from gsavl_cli.io.store import open_store
     from gsavl_cli.predictor import ClipInput
 
     if predictor.family is None:
         raise UsageError("calibration needs a trained model", hint="pass --checkpoint")
-    generator = np.random.default_rng(seed)
     with open_store(data) as store:
         ids = store.split_ids(split)[:limit]
         if len(ids) < 2:
@@ -109,21 +95,26 @@ def calibrate(predictor: Predictor, data: Path, split: str, *, seed: int = 42, l
                 f"{data} has {len(ids)} clip(s) in split {split!r}; calibration needs at least 2",
                 hint="pass --split with validation clips (not the test split you report)",
             )
-        category = {i: str(store.meta(i).get("category", "")) for i in ids}
+        categories = {i: store.meta(i).get("category") for i in ids}
+        kinds = (
+            NEGATIVE_KINDS
+            if len({c for c in categories.values() if c}) > 1 and all(categories.values())
+            else NEGATIVE_KINDS[:2]
+        )
+        partners = offscreen_partners(categories, seed) if "offscreen" in kinds else {}
         clips, labels = [], []
         for clip in ids:
             item = store.read(clip, ("first_frame", "waveform"))
+            heard = {
+                "silent": silent_like(item["waveform"]),
+                "noise": white_noise_like(item["waveform"], DEFAULT_NOISE_DBFS, seed, clip),
+            }
+            if clip in partners:
+                heard["offscreen"] = store.read(partners[clip], ("waveform",))["waveform"]
             clips.append(ClipInput(item["first_frame"], item["waveform"], None, clip))
             labels.append(True)
-            others = [j for j in ids if category[j] != category[clip]]
-            for kind in NEGATIVE_KINDS:
-                other = None
-                if kind == "offscreen":
-                    if not others:
-                        continue
-                    other = store.read(others[int(generator.integers(len(others)))], ("waveform",))["waveform"]
-                waveform = negative_waveform(kind, item["waveform"], generator, other)
-                clips.append(ClipInput(item["first_frame"], waveform, None, f"{clip}#{kind}"))
+            for kind in kinds:
+                clips.append(ClipInput(item["first_frame"], heard[kind], None, f"{clip}#{kind}"))
                 labels.append(False)
     scores = predictor.listening_scores(clips)
     truth = np.array(labels)

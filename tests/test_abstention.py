@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from gsavl_cli import Predictor
-from gsavl_cli.abstention import Calibration, choose_threshold, negative_waveform, store_calibration
+from gsavl_cli.abstention import Calibration, choose_threshold, store_calibration
 from gsavl_cli.cli import app
 from gsavl_cli.data.audio_input import audio_input
 from gsavl_cli.data.features import test_transform
@@ -31,16 +31,6 @@ def test_threshold_separates_scores_with_the_best_balanced_accuracy():
     assert choose_threshold(np.array([0.3, 0.9]), np.array([0.1, 0.5])) == (pytest.approx(0.7), 0.75)
     _, accuracy = choose_threshold(np.array([0.4]), np.array([0.4]))  # inseparable: chance
     assert accuracy == 0.5
-
-
-def test_negative_waveforms():
-    wave = np.ones(SR, np.float32) * 0.5
-    assert not negative_waveform("silence", wave, np.random.default_rng(0)).any()
-    noise = negative_waveform("noise", wave, np.random.default_rng(0))
-    assert abs(20 * np.log10(np.sqrt(np.mean(noise**2))) - (-20.0)) < 0.2  # the stated -20 dBFS RMS
-    assert np.array_equal(noise, negative_waveform("noise", wave, np.random.default_rng(0)))
-    other = np.full(SR, -0.25, np.float32)
-    assert np.array_equal(negative_waveform("offscreen", wave, np.random.default_rng(0), other), other)
 
 
 @pytest.fixture(scope="module")
