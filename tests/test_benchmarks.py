@@ -41,6 +41,7 @@ TINY = {
         "64",
     ],
     "sam_encoder.py": ["--arch", "tiny", "--repeats", "1"],
+    "segmenter_cost.py": ["--models", "tiny,sam2_tiny", "--size", "320x180"],
     "ssl2avs_fps.py": ["--backbone", "tiny", "--size", "64"],
     "localize_video.py": ["--seconds", "2", "--size", "160x90"],
     "video_smoothing.py": ["--seeds", "4", "--taus", "none", "0.5", "--seconds", "2"],
