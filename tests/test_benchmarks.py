@@ -42,6 +42,7 @@ TINY = {
     ],
     "sam_encoder.py": ["--arch", "tiny", "--repeats", "1"],
     "segmenter_cost.py": ["--models", "tiny,sam2_tiny", "--size", "320x180"],
+    "sam2_video.py": ["--model", "sam2_tiny", "--frames", "3", "--size", "160x90"],
     "ssl2avs_fps.py": ["--backbone", "tiny", "--size", "64"],
     "localize_video.py": ["--seconds", "2", "--size", "160x90"],
     "video_smoothing.py": ["--seeds", "4", "--taus", "none", "0.5", "--seconds", "2"],
