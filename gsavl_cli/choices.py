@@ -19,20 +19,32 @@ class MapName(str, Enum):
 
 
 class SegmenterName(str, Enum):
-    """What turns the prompts into a mask: SAM, the heatmap region around them (no weights), or the model's own head."""
+    """What turns the prompts into a mask: SAM, SAM 2, the heatmap region around them (no weights), or the model's own
+    head."""
 
     sam = "sam"
+    sam2 = "sam2"  # Segment Anything 2.1 (the optional extra gsavl[sam2])
     region = "region"
     model = "model"  # a segmentation model's own mask head (SSL2AVS)
 
 
 class SamModel(str, Enum):
-    """Which SAM to load: vit_h (the paper's), vit_l, vit_b, or tiny (a test model, only from --sam-checkpoint)."""
+    """Which SAM to load: vit_h (the paper's), vit_l, vit_b, or tiny (a test model, only from --sam-checkpoint) for
+    `--segmenter sam`; a SAM 2.1 Hiera (t, s, b+, l) for `--segmenter sam2`.
+
+    One enum for both generations, so `--sam-model` stays one option; the values name the family
+    (`vit_*` SAM, `sam2.1_*` SAM 2), and each segmenter refuses the other's (`segment.SAM_ARCHS`,
+    `segment.SAM2_MODELS` hold the same names).
+    """
 
     vit_h = "vit_h"
     vit_l = "vit_l"
     vit_b = "vit_b"
     tiny = "tiny"
+    sam2_1_hiera_t = "sam2.1_hiera_t"
+    sam2_1_hiera_s = "sam2.1_hiera_s"
+    sam2_1_hiera_b_plus = "sam2.1_hiera_b+"
+    sam2_1_hiera_l = "sam2.1_hiera_l"
 
 
 class MaskChoice(str, Enum):

@@ -1,4 +1,4 @@
-"""The one resolver for pretrained files: weights (SAM, VGGish, ImageNet ResNet-18/-50, PVT-v2-b5)
+"""The one resolver for pretrained files: weights (SAM, SAM 2.1, VGGish, ImageNet ResNet-18/-50, PVT-v2-b5)
 and the published clip lists of EZ-VSL (VGGSound-10K/144K, VGG-SS heard/unheard).
 
 Order: an explicit path > the cache > a download that is checksummed before it is
@@ -60,6 +60,44 @@ def _sam(variant: str, filename: str, size: int, sha256: str) -> WeightSpec:
     return WeightSpec(f"sam_{variant}", filename, _SAM_URL + filename, sha256, size, f"SAM {variant}")
 
 
+# SAM 2.1 in the layout of `transformers` (`Sam2Model.from_pretrained`): the hub repos that Meta and Hugging Face
+# publish hold a config.json and a model.safetensors each. Both files are cached in one folder per model, so the
+# folder is what `from_pretrained` reads. No checksum is known offline: the hub publishes the sha256 of each file
+# (its LFS object id) but it was not recorded here, so these downloads are not verified; `resolve/main` follows the
+# repos' main branch. The original .pt checkpoints (dl.fbaipublicfiles.com/segment_anything_2/092824/) are in Meta's
+# own layout, which `transformers` does not read.
+_SAM2_HUB = "https://huggingface.co/facebook/sam2.1-hiera-{repo}/resolve/main/{file}"
+SAM2_HUB_REPOS = {
+    "sam2.1_hiera_t": "tiny",
+    "sam2.1_hiera_s": "small",
+    "sam2.1_hiera_b+": "base-plus",
+    "sam2.1_hiera_l": "large",
+}
+"""gsavl's SAM 2.1 names -> the `facebook/sam2.1-hiera-*` hub repo suffix."""
+SAM2_FILES = {"weights": "model.safetensors", "config": "config.json"}
+"""The files of one SAM 2.1 model, by role (the resolver's names are `MODEL` and `MODEL:config`)."""
+
+
+def sam2_weight_name(model: str, role: str = "weights") -> str:
+    """The resolver's name of one file of a SAM 2.1 model: the model's own name for the weights, MODEL:config."""
+    return model if role == "weights" else f"{model}:{role}"
+
+
+def _sam2_specs() -> list[WeightSpec]:
+    return [
+        WeightSpec(
+            sam2_weight_name(model, role),
+            f"sam2.1-hiera-{repo}/{file}",
+            _SAM2_HUB.format(repo=repo, file=file),
+            None,
+            None,
+            f"SAM 2.1 hiera-{repo} {role}",
+        )
+        for model, repo in SAM2_HUB_REPOS.items()
+        for role, file in SAM2_FILES.items()
+    ]
+
+
 WEIGHTS: dict[str, WeightSpec] = {
     spec.name: spec
     for spec in (
@@ -81,6 +119,7 @@ WEIGHTS: dict[str, WeightSpec] = {
             375_042_383,
             "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
         ),
+        *_sam2_specs(),
         WeightSpec("vggish", VGGISH_WEIGHTS.rsplit("/", 1)[1], VGGISH_WEIGHTS, None, None, "VGGish"),
         WeightSpec(
             "resnet18_imagenet",
@@ -118,6 +157,7 @@ _OPTIONS = {
     "sam_vit_h": "--sam-checkpoint",
     "sam_vit_l": "--sam-checkpoint",
     "sam_vit_b": "--sam-checkpoint",
+    **{sam2_weight_name(m, role): "--sam-checkpoint" for m in SAM2_HUB_REPOS for role in SAM2_FILES},
     "vggish": "--vggish-checkpoint",
     "resnet18_imagenet": "--resnet-checkpoint",
     "resnet50_imagenet": "--backbone-checkpoint",

@@ -52,6 +52,8 @@ TINY = {
         "64",
     ],
     "sam_encoder.py": ["--arch", "tiny", "--repeats", "1"],
+    "segmenter_cost.py": ["--models", "tiny,sam2_tiny", "--size", "320x180"],
+    "sam2_video.py": ["--model", "sam2_tiny", "--frames", "3", "--size", "160x90"],
     "ssl2avs_fps.py": ["--backbone", "tiny", "--size", "64"],
     "listening.py": ["--train", "4", "--val", "2", "--test", "2", "--epochs", "1"],
     "localize_video.py": ["--seconds", "2", "--size", "160x90"],

@@ -12,7 +12,7 @@ def test_enums_match_the_library():
     assert tuple(m.value for m in choices.MapName) == model.MAP_NAMES
     assert tuple(s.value for s in choices.SegmenterName) == tuple(segment.SEGMENTERS)
     assert tuple(m.value for m in choices.MaskChoice) == segment.MASK_CHOICES
-    assert {m.value for m in choices.SamModel} == {*segment.SAM_ARCHS, "tiny"}
+    assert {m.value for m in choices.SamModel} == {*segment.SAM_ARCHS, "tiny", *segment.SAM2_MODELS}
 
 
 def test_prefetch_keeps_order_and_passes_errors_on():

@@ -55,10 +55,14 @@ def test_table_matches_the_sources() -> None:
 
     lists = {f"subset_{name}" for name in ("vggss_10k", "vggss_144k", "vggss_heard_test", "vggss_unheard_test")}
     backbones = {"resnet50_imagenet", "pvt_v2_b5_imagenet"}  # SSL2AVS image encoders
+    sam2 = {f"sam2.1_hiera_{size}{role}" for size in ("t", "s", "b+", "l") for role in ("", ":config")}
     assert (
         set(weights.WEIGHTS)
-        == {"sam_vit_h", "sam_vit_l", "sam_vit_b", "vggish", "resnet18_imagenet"} | backbones | lists
+        == {"sam_vit_h", "sam_vit_l", "sam_vit_b", "vggish", "resnet18_imagenet"} | backbones | lists | sam2
     )
+    large = weights.WEIGHTS["sam2.1_hiera_l"]
+    assert large.url == "https://huggingface.co/facebook/sam2.1-hiera-large/resolve/main/model.safetensors"
+    assert weights.expected_sha256(large) is None  # no checksum known offline (docs/architecture.md, "SAM 2")
     ten_k = weights.WEIGHTS["subset_vggss_10k"]
     assert ten_k.url.startswith("https://raw.githubusercontent.com/stoneMo/EZ-VSL/") and ten_k.url.endswith(
         "/metadata/vggss_10k.txt"

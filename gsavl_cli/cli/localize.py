@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     epilog="Examples:\n\n  gsavl localize clip.mp4 --checkpoint best.pt --sampler prob -o mask.png\n\n"
     "  gsavl localize clip.mp4 --checkpoint best.pt --overlay overlay.png --json-file result.json\n\n"
     "  gsavl localize ./clips --checkpoint best.pt --out-dir masks/ --segmenter region\n\n"
-    "  gsavl localize clip.mp4 --checkpoint best.pt --every 0.25 --video overlay.mp4 --masks masks.npz --timeline timeline.json"
+    "  gsavl localize clip.mp4 --checkpoint best.pt --every 0.25 --video overlay.mp4 --masks masks.npz --timeline timeline.json\n\n"
+    "  gsavl localize clip.mp4 --checkpoint best.pt --every 0.25 --segmenter sam2 --sam-model sam2.1_hiera_t --propagate --timeline t.json"
 )
 def localize(
     ctx: typer.Context,
@@ -124,6 +125,13 @@ def localize(
             help="Smooth heatmaps over time: exponential moving average with this time constant in seconds (off by default).",
         ),
     ] = None,
+    propagate: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel="Whole videos",
+            help="With --segmenter sam2: prompt SAM 2's video predictor on the first frame, carry the mask to the next ones, re-prompt where mask and heatmap disagree (--cascade-threshold).",
+        ),
+    ] = False,
     prior_checkpoint: PriorCkptOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
@@ -150,7 +158,7 @@ def localize(
         walked=[c for c in clips if c.is_dir()],
         video_suffixes=VIDEO_SUFFIXES,
     )
-    if every is not None or all_frames or any((video, masks, mask_pngs, timeline, smooth)):
+    if every is not None or all_frames or propagate or any((video, masks, mask_pngs, timeline, smooth)):
         _localize_video(clips, ctx.params)
         return
     settings = _settings(ctx.params)
@@ -187,7 +195,7 @@ def _settings(params: dict[str, Any]) -> LocalizeSettings:
 def _localize_video(clips: list[Path], params: dict[str, Any]) -> None:
     """`localize --every/--all-frames`: the whole clip, streamed, through the same Predictor."""
     from gsavl_cli.commands.localize import make_predictor
-    from gsavl_cli.commands.localize_video import VideoSettings, localize_video
+    from gsavl_cli.commands.localize_video import VideoSettings, localize_video, propagating_predictor
 
     every, all_frames = params["every"], params["all_frames"]
     if len(clips) != 1 or clips[0].is_dir():
@@ -216,9 +224,10 @@ def _localize_video(clips: list[Path], params: dict[str, Any]) -> None:
         masks=params["masks"],
         mask_pngs=params["mask_pngs"],
         timeline=params["timeline"],
+        propagate=params["propagate"],
     )
     video.check()
-    predictor = make_predictor(settings)
+    predictor = propagating_predictor(settings) if video.propagate else make_predictor(settings)
     video.map_name = settings.map_name or predictor.default_map
     summary = localize_video(clips[0], predictor, video, progress=progress)
     written = [str(p) for p in (video.video, video.masks, video.mask_pngs, video.timeline) if p]

@@ -74,14 +74,22 @@ ParamOpt = Annotated[
 SegmenterOpt = Annotated[
     SegmenterName | None,
     typer.Option(
-        help="sam (Segment Anything); region: the heatmap region around the prompts (no weights needed); model: an SSL2AVS checkpoint's own mask. Default: the model's own mask if it has one, else sam.",
+        help="sam (Segment Anything); sam2 (Segment Anything 2.1; needs the optional sam2 extra); region: the heatmap region around the prompts (no weights needed); model: an SSL2AVS checkpoint's own mask. Default: the model's own mask if it has one, else sam.",
         show_default=False,
     ),
 ]
 SamModelOpt = Annotated[
-    SamModel, typer.Option(help="SAM size: vit_h (paper), vit_l or vit_b (tiny: a test model from --sam-checkpoint).")
+    SamModel,
+    typer.Option(
+        help="SAM size: vit_h (paper), vit_l or vit_b (tiny: a test model from --sam-checkpoint); with --segmenter sam2: sam2.1_hiera_t, _s, _b+ or _l."
+    ),
 ]
-SamCkptOpt = Annotated[Path | None, typer.Option(help="SAM weights file (else the torch hub cache, else download).")]
+SamCkptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="SAM weights file; SAM 2: the folder of config.json + model.safetensors (else the cache, else download)."
+    ),
+]
 MaskChoiceOpt = Annotated[
     MaskChoice, typer.Option(help="single (paper), score (SAM's predicted IoU) or heatmap (best agreement).")
 ]

@@ -511,7 +511,7 @@ def run_evaluation(settings: EvalSettings, *, progress: Callable[..., Any]) -> d
     reporter = ReportWriter(out, shown_map, shown_sampler) if settings.report and rank == 0 else None
     mine = ids[rank::world]
     with ExitStack() as stack:
-        if settings.embedding_cache is not None and predictor.segmenter.name == "sam":
+        if settings.embedding_cache is not None and predictor.segmenter.name in ("sam", "sam2"):
             name = settings.sam_checkpoint.name if settings.sam_checkpoint else "default"
             predictor.embedding_cache = stack.enter_context(
                 closing(EmbeddingCache(settings.embedding_cache, f"{settings.sam_model}:{name}"))

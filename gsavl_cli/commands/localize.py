@@ -210,7 +210,7 @@ def _write_outputs(
         "time": found["time"],
         **prediction_summary(prediction),
         "sampler_params": settings.sampler.params,
-        "sam_model": settings.sam_model if prediction.segmenter == "sam" else None,
+        "sam_model": settings.sam_model if prediction.segmenter in ("sam", "sam2") else None,
         "frame_size": list(found["frame"].shape[:2]),
         "timings": found["timings"],
     }

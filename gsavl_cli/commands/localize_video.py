@@ -19,6 +19,14 @@ with a = 1 - exp(-dt / TAU), dt the time between processed frames, so the averag
 forgets at the same speed whatever the sampling rate; the average is renormalised to
 [0, 1]. TAU about the sampling interval damps flicker; a TAU much longer than the time
 an object takes to move its own size makes the heatmap lag behind moving objects.
+
+Propagation (`propagate=True`, the `sam2` segmenter's video predictor, `segment.sam2_video`):
+the first sampled frame is prompted from its heatmap; every later one gets the mask SAM 2
+carries over from the frames before, and where that mask's agreement with the frame's heatmap
+(the cascade's soft IoU) is below `cascade_threshold`, the frame is prompted again from its
+heatmap and the track restarts there (the sounding object may have changed). The timeline's
+`source` says which: `prompted`, `propagated` or `re-prompted`. The video model encodes each
+sampled frame once and keeps a fixed window of memory, so the run streams like the others.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gsavl_cli import samplers
 from gsavl_cli.commands.localize import clip_key, prediction_summary
 from gsavl_cli.data.audio_input import window_around
 from gsavl_cli.errors import MediaError, UsageError
@@ -43,7 +52,8 @@ from gsavl_cli.io import media
 from gsavl_cli.io.files import write_atomic
 from gsavl_cli.io.masks import mask_writer, write_mask_pngs
 from gsavl_cli.model import normalise_map
-from gsavl_cli.predictor import ClipInput, Prediction, Predictor, SamplerChoice
+from gsavl_cli.predictor import ClipInput, Prediction, Predictor, SamplerChoice, prompt_generator
+from gsavl_cli.segment.base import soft_iou
 from gsavl_cli.viz.drawing import overlay
 
 WHOLE_CLIP_WINDOW = 5.0
@@ -70,6 +80,7 @@ class VideoSettings:
     chunk_size: int = 16
     batch_size: int = 4
     key: str | None = None
+    propagate: bool = False
 
     def check(self) -> None:
         """Refuses settings that would write nothing, or a bad smoothing constant, chunk size or batch size."""
@@ -131,9 +142,76 @@ class _NoProgress:
         return None
 
 
-def _frame_entry(index: int, at: float, found: Prediction) -> dict[str, Any]:
+def _frame_entry(index: int, at: float, found: Prediction, source: str | None = None) -> dict[str, Any]:
     facts = {k: v for k, v in prediction_summary(found).items() if k not in ("map", "sampler", "segmenter")}
-    return {"index": index, "time": round(float(at), 6), **facts}
+    return {"index": index, "time": round(float(at), 6), **facts, **({"source": source} if source else {})}
+
+
+def _chunk_inputs(chunk: media.FrameChunk, waveform: np.ndarray, key: str, predictor: Predictor) -> list[ClipInput]:
+    """Each frame with its own audio window and seeding key."""
+    whole_clip = predictor.config.audio_window is None
+    return [
+        ClipInput(
+            frame,
+            window_around(waveform, float(at), WHOLE_CLIP_WINDOW) if whole_clip else waveform,
+            time=None if whole_clip else float(at),
+            key=frame_key(key, float(at)),
+        )
+        for frame, at in zip(chunk.frames, chunk.times)
+    ]
+
+
+def _propagate_chunk(
+    chunk: media.FrameChunk,
+    waveform: np.ndarray,
+    key: str,
+    predictor: Predictor,
+    settings: VideoSettings,
+    smoother: HeatmapSmoother | None,
+) -> list[tuple[np.ndarray, Prediction, str]]:
+    """Heatmap, prediction and source (prompted / propagated / re-prompted) of each frame, tracked by SAM 2."""
+    tracker: Any = predictor.segmenter
+    prepared = predictor.prepare(_chunk_inputs(chunk, waveform, key, predictor), maps=(settings.map_name,))
+    results = []
+    for clip, at in zip(prepared, chunk.times):
+        heat = predictor.heatmap_tensor(settings.map_name, clip=clip)
+        if smoother is not None:
+            heat = smoother(heat, float(at))
+
+        def sample(clip_key: str = clip.key, heat: torch.Tensor = heat) -> samplers.Prompts:
+            generator = prompt_generator(settings.seed, clip_key, settings.map_name, settings.sampler.name)
+            return samplers.sample(
+                settings.sampler.name,
+                heat,
+                generator=generator,
+                negatives=settings.negatives,
+                **settings.sampler.params,
+            )
+
+        prompts = None if tracker.index >= 0 else sample()
+        result = tracker.step(clip.frame, prompts)
+        source = "prompted" if prompts is not None else "propagated"
+        agreement = float(soft_iou(heat, torch.from_numpy(result.mask).to(heat.device)))
+        if prompts is None and agreement < settings.cascade_threshold:
+            prompts, source = sample(), "re-prompted"
+            result = tracker.prompt(prompts)
+            agreement = float(soft_iou(heat, torch.from_numpy(result.mask).to(heat.device)))
+        shown = (
+            prompts if prompts is not None else samplers.Prompts(np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
+        )
+        found = Prediction(
+            points=shown.points,
+            labels=shown.labels,
+            mask=result.mask,
+            score=float(result.score),
+            rounds=1,
+            map=settings.map_name,
+            sampler=settings.sampler.name,
+            segmenter=tracker.name,
+            agreement=agreement,
+        )
+        results.append((heat.float().cpu().numpy(), found, source))
+    return results
 
 
 def _localize_chunk(
@@ -145,16 +223,7 @@ def _localize_chunk(
     smoother: HeatmapSmoother | None,
 ) -> list[tuple[np.ndarray, Prediction]]:
     """Heatmap and prediction of each frame of a chunk (embeddings and heatmaps batched)."""
-    whole_clip = predictor.config.audio_window is None
-    inputs = [
-        ClipInput(
-            frame,
-            window_around(waveform, float(at), WHOLE_CLIP_WINDOW) if whole_clip else waveform,
-            time=None if whole_clip else float(at),
-            key=frame_key(key, float(at)),
-        )
-        for frame, at in zip(chunk.frames, chunk.times)
-    ]
+    inputs = _chunk_inputs(chunk, waveform, key, predictor)
     prepared = predictor.prepare(inputs, maps=(settings.map_name,), batch_size=settings.batch_size)
     results = []
     for clip, at in zip(prepared, chunk.times):
@@ -211,6 +280,7 @@ def _summary(
         "mask_choice": settings.mask_choice,
         "cascade_rounds": settings.cascade_rounds,
         "smooth": settings.smooth,
+        "propagate": settings.propagate,
         "audio_window": predictor.config.audio_window or WHOLE_CLIP_WINDOW,
         "outputs": {name: str(target) for name, target in targets.items() if target is not None},
         "seconds": round(elapsed, 3),
@@ -238,6 +308,10 @@ def localize_video(
     if not info.has_audio:
         raise MediaError(f"{path.name} has no audio stream", hint="localization needs the clip's sound")
     rate = media.sampling_rate(info, settings.every)
+    if settings.propagate:
+        if not hasattr(predictor.segmenter, "step"):
+            raise UsageError("--propagate tracks with SAM 2's video predictor", hint="pass --segmenter sam2 with it")
+        predictor.segmenter.reset()  # type: ignore[attr-defined]
     waveform = media.read_audio(path)
     key = settings.key or clip_key(path)
     smoother = HeatmapSmoother(settings.smooth) if settings.smooth is not None else None
@@ -259,7 +333,12 @@ def localize_video(
         )
         with torch.inference_mode():
             for chunk in frames:
-                found = _localize_chunk(chunk, waveform, key, predictor, settings, smoother)
+                if settings.propagate:
+                    tracked = _propagate_chunk(chunk, waveform, key, predictor, settings, smoother)
+                    found, sources = [(h, p) for h, p, _ in tracked], [s for _, _, s in tracked]
+                else:
+                    found = _localize_chunk(chunk, waveform, key, predictor, settings, smoother)
+                    sources = [None] * len(found)
                 if video is not None:
                     video.write(
                         np.stack(
@@ -274,12 +353,38 @@ def localize_video(
                 if settings.mask_pngs is not None:
                     write_mask_pngs(settings.mask_pngs, np.stack([p.mask for _, p in found]), chunk.start)
                 entries.extend(
-                    _frame_entry(chunk.start + i, at, p) for i, (at, (_, p)) in enumerate(zip(chunk.times, found))
+                    _frame_entry(chunk.start + i, at, p, source)
+                    for i, (at, (_, p), source) in enumerate(zip(chunk.times, found, sources))
                 )
                 elapsed = time.perf_counter() - started
                 bar.update(task, advance=len(chunk), rate=f"{len(entries) / elapsed:.1f} frames/s")
         bar.update(task, total=len(entries), completed=len(entries))
     summary = _summary(path, key, info, rate, settings, predictor, len(entries), time.perf_counter() - started)
+    if settings.propagate:
+        summary["sources"] = {
+            s: sum(e["source"] == s for e in entries) for s in ("prompted", "propagated", "re-prompted")
+        }
     if settings.timeline is not None:
         write_atomic(settings.timeline, json.dumps({**summary, "timeline": entries}, indent=1).encode("utf-8"))
     return summary
+
+
+def propagating_predictor(settings: Any) -> Predictor:
+    """A Predictor for `--propagate`: the model and heatmaps as usual, SAM 2's video tracker as its segmenter.
+
+    `settings` is a `LocalizeSettings` with `segmenter="sam2"`; the image segmenter is not loaded
+    (the video model encodes each frame itself).
+    """
+    from dataclasses import replace
+
+    from gsavl_cli.commands.localize import make_predictor
+    from gsavl_cli.segment.sam2_video import Sam2VideoTracker, load_sam2_video
+
+    if settings.segmenter != "sam2":
+        raise UsageError("--propagate tracks with SAM 2's video predictor", hint="pass --segmenter sam2 with it")
+    tracker = Sam2VideoTracker(
+        load_sam2_video(settings.sam_model, settings.sam_checkpoint, device=settings.device), device=settings.device
+    )
+    predictor = make_predictor(replace(settings, segmenter="region"))  # heatmaps only; the tracker makes the masks
+    predictor.segmenter = tracker
+    return predictor

@@ -5,6 +5,7 @@ Every segmenter is registered by name (`register_segmenter`) with a factory
 (docs/architecture.md, "Adding a segmenter"):
 
 - `sam`: Segment Anything, frozen (`sam.SamSegmenter`, weights through the resolver);
+- `sam2`: Segment Anything 2.1, frozen (`sam2.Sam2Segmenter`; the optional `transformers`, `gsavl[sam2]`);
 - `region`: the prompt-following heatmap region, needs no weights (`region.RegionSegmenter`);
 - `model`: the model's own mask head, no prompts (`model_mask.ModelMaskSegmenter`).
 """
@@ -19,6 +20,7 @@ from gsavl_cli.segment.base import MASK_CHOICES, ImageEmbedding, Segmenter, Segm
 from gsavl_cli.segment.model_mask import ModelMaskSegmenter
 from gsavl_cli.segment.region import RegionSegmenter, prompt_region
 from gsavl_cli.segment.sam import SAM_ARCHS, SamSegmenter, load_sam
+from gsavl_cli.segment.sam2 import SAM2_MODELS, Sam2Segmenter, load_sam2
 
 SegmenterFactory = Callable[..., Segmenter]
 """(device, *, sam_model, sam_checkpoint) -> a segmenter; a factory ignores the options it does not use."""
@@ -54,21 +56,29 @@ def _sam(device: str, *, sam_model: str = "vit_h", sam_checkpoint: Path | None =
     return SamSegmenter(load_sam(sam_model, sam_checkpoint, device=device), device=device)
 
 
+def _sam2(device: str, *, sam_model: str = "vit_h", sam_checkpoint: Path | None = None, **_: object) -> Segmenter:
+    return Sam2Segmenter(load_sam2(sam_model, sam_checkpoint, device=device), device=device)
+
+
 register_segmenter("sam", _sam)
+register_segmenter("sam2", _sam2)
 register_segmenter("region", lambda device, **_: RegionSegmenter(device=device))
 register_segmenter("model", lambda device, **_: ModelMaskSegmenter(device=device))
 
 __all__ = [
     "MASK_CHOICES",
+    "SAM2_MODELS",
     "SAM_ARCHS",
     "SEGMENTERS",
     "ImageEmbedding",
     "ModelMaskSegmenter",
     "RegionSegmenter",
+    "Sam2Segmenter",
     "SamSegmenter",
     "SegmentResult",
     "Segmenter",
     "load_sam",
+    "load_sam2",
     "make_segmenter",
     "prompt_region",
     "register_segmenter",

@@ -75,6 +75,11 @@ def load_sam(
         explicit = Path(checkpoint) if checkpoint else None
         path = weights.resolve_weights(f"sam_{arch}", explicit, download=download)
         sam = sam_model_registry[arch](checkpoint=None)
+    elif arch.startswith("sam2"):
+        raise UsageError(
+            f"{arch} is a SAM 2 model",
+            hint=f"use it with --segmenter sam2 (--segmenter sam takes {', '.join(SAM_ARCHS)})",
+        )
     else:
         raise UsageError(f"unknown SAM architecture '{arch}'", hint=f"available: {', '.join(SAM_ARCHS)}, tiny")
     _load_strict(sam, weights.load_state_dict(path), arch, path)
