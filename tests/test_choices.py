@@ -13,6 +13,9 @@ def test_enums_match_the_library():
     assert tuple(s.value for s in choices.SegmenterName) == tuple(segment.SEGMENTERS)
     assert tuple(m.value for m in choices.MaskChoice) == segment.MASK_CHOICES
     assert {m.value for m in choices.SamModel} == {*segment.SAM_ARCHS, "tiny", *segment.SAM2_MODELS}
+    from gsavl_cli.model.zeroshot import AUDIO_TAGGERS
+
+    assert tuple(m.value for m in choices.ClapModel) == tuple(AUDIO_TAGGERS)
 
 
 def test_prefetch_keeps_order_and_passes_errors_on():

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gsavl_cli.choices import AudioMode, FrameMode, MaskChoice, SamModel
+from gsavl_cli.choices import AudioMode, ClapModel, FrameMode, MaskChoice, SamModel
 from gsavl_cli.cli.app import command
 from gsavl_cli.cli.inspect import skip_damaged
 from gsavl_cli.cli.options import (
@@ -18,6 +18,10 @@ from gsavl_cli.cli.options import (
     CascadeOpt,
     CascadeThresholdOpt,
     CheckpointOpt,
+    ClapCkptOpt,
+    ClapModelOpt,
+    ClipSegCkptOpt,
+    LabelsOpt,
     MaskChoiceOpt,
     NegativesOpt,
     ParamOpt,
@@ -28,6 +32,7 @@ from gsavl_cli.cli.options import (
     SegmenterOpt,
     SkipBadOpt,
     SubsetOpt,
+    TopLabelsOpt,
     choose_checkpoint,
     parse_maps,
     parse_samplers,
@@ -41,7 +46,8 @@ from gsavl_cli.console import OPTIONS, err, info, print_json, progress
     epilog="Examples:\n\n  gsavl eval --dataset s4_test.h5 --checkpoint runs/s4/best.pt --out runs/s4/eval --report\n\n"
     "  gsavl eval --dataset vggss.h5 --checkpoint best.pt --map avobj --sampler prob --out eval_vggss\n\n"
     "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio shuffled   # does the model listen?\n\n"
-    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio all --report   # the robustness table",
+    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio all --report   # the robustness table\n\n"
+    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --map text,obj,av --sampler prob   # zero-shot beside trained",
 )
 def evaluate(
     ctx: typer.Context,
@@ -61,7 +67,7 @@ def evaluate(
         str | None,
         typer.Option(
             "--map",
-            help="Heatmaps, comma-separated: av, obj, avobj (default: all three; av alone for a model with its own mask).",
+            help="Heatmaps, comma-separated: av, obj, avobj; text, textobj (zero-shot). Default: av, obj, avobj; av alone for a model with its own mask.",
             show_default=False,
         ),
     ] = None,
@@ -114,6 +120,11 @@ def evaluate(
         ),
     ] = False,
     prior_checkpoint: PriorCkptOpt = None,
+    labels: LabelsOpt = "avsbench-s4",
+    top_labels: TopLabelsOpt = 1,
+    clap_model: ClapModelOpt = ClapModel.clap_htsat_unfused,
+    clap_checkpoint: ClapCkptOpt = None,
+    clipseg_checkpoint: ClipSegCkptOpt = None,
     skip_bad: SkipBadOpt = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
 ) -> None:
@@ -158,6 +169,8 @@ def evaluate(
             "checkpoint": checkpoint,
             "--sam-checkpoint": sam_checkpoint,
             "--resnet-checkpoint": prior_checkpoint,
+            "--clap-checkpoint": clap_checkpoint,
+            "--clipseg-checkpoint": clipseg_checkpoint,
         },
     )
     result = run_evaluation(settings, progress=progress)
