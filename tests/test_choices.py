@@ -55,3 +55,10 @@ def test_the_cli_defaults_are_the_settings_defaults():
                 assert plain(param.default) == plain(defaults[param.name]), (name, param.name)
                 checked += 1
     assert checked >= 25
+    from gsavl_cli.model.zeroshot import ZeroShotSettings
+
+    zeroshot = {f.name: f.default for f in dataclasses.fields(ZeroShotSettings)}
+    for name in ("eval", "localize"):
+        given = {p.name: p.default for p in commands[name].params if p.name in zeroshot}
+        assert set(given) == set(zeroshot) - {"grounder"}, name  # one grounder: no option chooses it
+        assert all(plain(given[k]) == plain(zeroshot[k]) for k in given), name
