@@ -232,6 +232,9 @@ def print_results(results: list[dict], title: str, by_audio: bool = False) -> No
     caption = "AVS M_J / M_F: the AVS benchmark's batch-level metrics (one video per batch)"
     if any(k in NEGATIVE_KEYS for k in metrics):
         caption += "; under negative audio (silent, noise, offscreen) FPR: share of pixels predicted foreground, abstain fail: share of frames with any mask"
+    heard = any(r.get("heard") for r in results)  # a zero-shot map: the label its audio was most often heard as
+    if heard:
+        caption += "; heard: the text map's most frequent top label (frames)"
     table = Table(
         *(("audio",) if by_audio else ()),
         "map",
@@ -239,6 +242,7 @@ def print_results(results: list[dict], title: str, by_audio: bool = False) -> No
         "segmenter",
         "n",
         *(METRIC_HEADERS[k] for k in metrics),
+        *(("heard",) if heard else ()),
         title=title,
         caption=caption,
     )
@@ -250,8 +254,17 @@ def print_results(results: list[dict], title: str, by_audio: bool = False) -> No
             r["segmenter"] or "-",
             str(r["n"]),
             *(percent(r.get(k)) for k in metrics),
+            *((_top_heard(r.get("heard")),) if heard else ()),
         )
     err.print(table)
+
+
+def _top_heard(counts: dict[str, int] | None) -> str:
+    """The most frequent top label of a zero-shot map's entry and its frame count; `-` for the other maps."""
+    if not counts:
+        return "-"
+    label, n = next(iter(counts.items()))
+    return f"{label} ({n})"
 
 
 ROBUSTNESS_KEYS = ("miou", "mask_f", "fpr", "abstention_failure")

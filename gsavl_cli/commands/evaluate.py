@@ -269,6 +269,7 @@ def _sample_rows(
         "audio": sample.audio.value,
         "heatmaps": {},
         "results": {},
+        "heard": {},
     }
     for map_name in settings.maps:
         tick = time.perf_counter()
@@ -277,6 +278,7 @@ def _sample_rows(
         timings["heatmap_s"] += time.perf_counter() - tick
         heard = clip.heard[: predictor.zeroshot.top_labels] if map_name in TEXT_MAPS else ()
         said = {"heard": heard_text(heard), "heard_top": heard[0][0] if heard else None}
+        visuals["heard"][map_name] = said["heard"]
         rows.append(
             {
                 **base,
