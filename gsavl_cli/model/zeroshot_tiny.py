@@ -48,14 +48,31 @@ def _write_hub_files(folder: Path, processor: Any, part: Any, vocab: dict[str, i
     (folder / "merges.txt").write_text(_MERGES, encoding="utf-8")
 
 
+def clap_processor() -> Any:
+    """CLAP's processor: the library's feature extractor (48 kHz, 64 mel bins, 10 s) and a byte-level tokenizer."""
+    from transformers import ClapFeatureExtractor, ClapProcessor, RobertaTokenizer
+
+    tokenizer = RobertaTokenizer(vocab=_roberta_vocab(), merges=[])
+    return ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tokenizer)
+
+
+def clipseg_processor() -> Any:
+    """CLIPSeg's processor: frames resized to its 352 x 352 input, ImageNet statistics, a byte-level tokenizer."""
+    from transformers import CLIPSegProcessor, CLIPTokenizer, ViTImageProcessor
+
+    images = ViTImageProcessor(
+        size={"height": 352, "width": 352}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    )
+    return CLIPSegProcessor(image_processor=images, tokenizer=CLIPTokenizer(vocab=_clip_vocab(), merges=[]))
+
+
 def build_tiny_clap(seed: int = 0, hidden: int = 16) -> tuple[Any, Any]:
     """A random CLAP (HTSAT audio encoder of two stages, one-layer text encoder) and its processor."""
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+    from transformers import ClapConfig, ClapModel
 
-    vocab = _roberta_vocab()
     config = ClapConfig(
         text_config={
-            "vocab_size": len(vocab),
+            "vocab_size": len(_roberta_vocab()),
             "hidden_size": hidden,
             "num_hidden_layers": 1,
             "num_attention_heads": 2,
@@ -75,27 +92,23 @@ def build_tiny_clap(seed: int = 0, hidden: int = 16) -> tuple[Any, Any]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ClapModel(config).eval()
-    processor = ClapProcessor(
-        feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"),
-        tokenizer=RobertaTokenizer(vocab=vocab, merges=[]),
-    )
-    return model, processor
+    return model, clap_processor()
 
 
 def build_tiny_clipseg(seed: int = 0, hidden: int = 16) -> tuple[Any, Any]:
     """A random CLIPSeg (three-layer ViT at CLIPSeg's 352 input, 32-pixel patches) and its processor."""
-    from transformers import (
-        CLIPSegConfig,
-        CLIPSegForImageSegmentation,
-        CLIPSegProcessor,
-        CLIPTokenizer,
-        ViTImageProcessor,
-    )
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
     vocab = _clip_vocab()
     layer = {"hidden_size": hidden, "num_attention_heads": 2, "intermediate_size": 2 * hidden}
+    text = {"vocab_size": len(vocab), "num_hidden_layers": 1, "max_position_embeddings": 77}
+    ids = {
+        "bos_token_id": vocab["<|startoftext|>"],
+        "eos_token_id": vocab["<|endoftext|>"],
+        "pad_token_id": vocab["<|endoftext|>"],
+    }
     config = CLIPSegConfig(
-        text_config={**layer, "vocab_size": len(vocab), "num_hidden_layers": 1, "max_position_embeddings": 77},
+        text_config={**layer, **text, **ids},
         vision_config={**layer, "num_hidden_layers": 3, "image_size": 352, "patch_size": 32},
         projection_dim=8,
         extract_layers=[1, 2],
@@ -103,15 +116,10 @@ def build_tiny_clipseg(seed: int = 0, hidden: int = 16) -> tuple[Any, Any]:
         decoder_num_attention_heads=2,
         decoder_intermediate_size=16,
     )
-    config.text_config.bos_token_id, config.text_config.eos_token_id = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
-    config.text_config.pad_token_id = vocab["<|endoftext|>"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPSegForImageSegmentation(config).eval()
-    images = ViTImageProcessor(
-        size={"height": 352, "width": 352}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
-    )
-    return model, CLIPSegProcessor(image_processor=images, tokenizer=CLIPTokenizer(vocab=vocab, merges=[]))
+    return model, clipseg_processor()
 
 
 def save_tiny_clap(folder: Path, seed: int = 0) -> Path:
