@@ -256,3 +256,14 @@ def test_without_the_extra_one_line_says_how_to_install_it(tiny_clip, monkeypatc
     text = " ".join(result.output.split())
     assert "needs the transformers package" in text and "pip install 'gsavl[zeroshot]'" in text
     assert "Traceback" not in result.output
+
+
+def test_the_video_path_records_what_each_frame_heard(folders, tiny_clip, tmp_path) -> None:
+    clip = tiny_clip(seconds=2.0)
+    args = ["-q", "localize", str(clip.path), "--map", "text", "--segmenter", "region", "--every", "0.5"]
+    result = runner.invoke(app, [*args, *_args(folders), "--timeline", str(tmp_path / "t.json")])
+    assert result.exit_code == 0, result.output
+    frames = json.loads((tmp_path / "t.json").read_text())["timeline"]
+    assert len(frames) == 4 and all(
+        len(f["heard"]) == 1 and f["heard"][0]["label"] in AVSBENCH_S4_LABELS for f in frames
+    )

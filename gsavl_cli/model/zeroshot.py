@@ -62,7 +62,7 @@ AVSBENCH_S4_LABELS = (
     "race_car",
     "typing_on_computer_keyboard",
 )
-"""AVSBench-object S4's 23 categories, as its folders name them (s4_data/*/CATEGORY/)."""
+"""AVSBench-object S4's 23 categories (Zhou et al., ECCV 2022), as its folders name them (s4_data/*/CATEGORY/)."""
 LABEL_SETS: dict[str, tuple[str, ...]] = {"avsbench-s4": AVSBENCH_S4_LABELS}
 """The built-in label sets by `--labels` name; VGGSound's 309 classes are not in the project (pass them as a file)."""
 
