@@ -239,7 +239,8 @@ def test_the_resolver_finds_the_cache_and_offline_says_what_to_fetch(folders, tm
         ZeroShotSource.load(ZeroShotSettings(clap_checkpoint=tmp_path / "nowhere"))
 
 
-def test_without_a_checkpoint_localize_offers_the_zero_shot_map(tiny_clip) -> None:
+def test_without_a_checkpoint_localize_offers_the_zero_shot_map(tiny_clip, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GSAVL_HOME", str(tmp_path / "home"))  # no trained run recorded
     clip = tiny_clip(seconds=1.0)
     result = runner.invoke(app, ["localize", str(clip.path)])
     assert result.exit_code == 2 and "--map text" in " ".join(result.output.split())
