@@ -132,12 +132,12 @@ class Grounder(Protocol):
 
 @dataclass(frozen=True)
 class ZeroShotModel:
-    """One registered pretrained model: its name (the resolver's), a description, and how to load it from its folder."""
+    """One registered pretrained model: its name (also its files' in the resolver, `weights.ZEROSHOT_HUB_REPOS`), a
+    description, and how to load it from its folder."""
 
     name: str
     description: str
     load: Callable[[Path, str], Any]
-    option: str
 
 
 AUDIO_TAGGERS: dict[str, ZeroShotModel] = {}
@@ -257,19 +257,9 @@ def _load_clipseg(folder: Path, device: str) -> ClipSegGrounder:
     return ClipSegGrounder(model, weights.from_pretrained_folder(CLIPSegProcessor, folder, "CLIPSeg processor"), device)
 
 
-register_audio_tagger(
-    ZeroShotModel(
-        "clap-htsat-unfused", "LAION CLAP, HTSAT audio encoder (630k-audioset)", _load_clap, "--clap-checkpoint"
-    )
-)
-register_audio_tagger(
-    ZeroShotModel("larger_clap_general", "LAION larger CLAP, general audio", _load_clap, "--clap-checkpoint")
-)
-register_grounder(
-    ZeroShotModel(
-        "clipseg-rd64-refined", "CLIPSeg ViT-B/16, 64-d decoder, refined", _load_clipseg, "--clipseg-checkpoint"
-    )
-)
+register_audio_tagger(ZeroShotModel("clap-htsat-unfused", "LAION CLAP, HTSAT audio encoder, unfused", _load_clap))
+register_audio_tagger(ZeroShotModel("larger_clap_general", "LAION larger CLAP, general audio", _load_clap))
+register_grounder(ZeroShotModel("clipseg-rd64-refined", "CLIPSeg ViT-B/16, 64-d decoder, refined", _load_clipseg))
 
 
 def _registered(registry: dict[str, ZeroShotModel], name: str, what: str) -> ZeroShotModel:
