@@ -175,6 +175,25 @@ def test_eval_scores_text_beside_a_trained_localizer_and_the_labels_follow_the_a
     text = [r for r in metrics["results"] if r["map"] == "text"]
     assert text and all(sum(r["heard"].values()) == r["n"] for r in text)
     assert all(r["heard"] is None for r in metrics["results"] if r["map"] != "text")
+    assert all(r["heard_accuracy"] is None for r in metrics["results"])  # S4's labels: not the world's categories
+
+
+def test_eval_scores_how_often_the_clips_category_was_heard(folders, s4_store, tmp_path) -> None:
+    from gsavl_cli.io.store import open_store
+    from gsavl_cli.validation import validation_ids
+
+    ids = validation_ids(s4_store, "test")
+    with open_store(s4_store) as store:
+        category = {i: store.meta(i)["category"] for i in ids}
+    labels = tmp_path / "world.txt"
+    labels.write_text("\n".join(sorted(set(category.values()) | {"silence"})) + "\n")
+    args = ["-q", "eval", "--dataset", str(s4_store), "--map", "text", "--sampler", "prob", "--segmenter", "region"]
+    result = runner.invoke(app, [*args, *_args(folders), "--labels", str(labels), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    rows = [r for r in csv.DictReader((tmp_path / "e" / "per_sample.csv").open()) if r["sampler"] == "prob"]
+    right = [r["heard"].split(":", 1)[0] == category[r["clip"]] for r in rows]
+    mask_entry = next(r for r in json.loads((tmp_path / "e" / "metrics.json").read_text())["results"] if r["sampler"])
+    assert mask_entry["heard_accuracy"] == pytest.approx(np.mean(right)) and len(rows) == len(ids)
 
 
 def test_a_label_file_is_honoured(folders, tiny_clip, tmp_path) -> None:

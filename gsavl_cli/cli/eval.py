@@ -204,6 +204,7 @@ METRIC_HEADERS = {
     "ap50": "AP50 %",
     "auc": "AUC %",
     "pointing_game": "pointing %",
+    "heard_accuracy": "heard right %",
 }
 """The terminal's column title of each metric of metrics.json's results (`viz.report.SUMMARY_KEYS` orders them)."""
 
@@ -227,7 +228,8 @@ def print_results(results: list[dict], title: str, by_audio: bool = False) -> No
     metrics = [
         k
         for k in SUMMARY_KEYS
-        if k in METRIC_HEADERS and (k not in NEGATIVE_KEYS or any(r.get(k) is not None for r in results))
+        if k in METRIC_HEADERS
+        and (k not in (*NEGATIVE_KEYS, "heard_accuracy") or any(r.get(k) is not None for r in results))
     ]
     caption = "AVS M_J / M_F: the AVS benchmark's batch-level metrics (one video per batch)"
     if any(k in NEGATIVE_KEYS for k in metrics):
@@ -235,6 +237,8 @@ def print_results(results: list[dict], title: str, by_audio: bool = False) -> No
     heard = any(r.get("heard") for r in results)  # a zero-shot map: the label its audio was most often heard as
     if heard:
         caption += "; heard: the text map's most frequent top label (frames)"
+    if "heard_accuracy" in metrics:
+        caption += "; heard right: frames whose top label is the clip's category"
     table = Table(
         *(("audio",) if by_audio else ()),
         "map",

@@ -146,6 +146,7 @@ class Sample:
     input: ClipInput
     item: dict[str, np.ndarray]
     audio: AudioMode = AudioMode.normal  # the condition it is heard under
+    category: str | None = None  # the clip's, when the store records one (what a zero-shot map should hear)
 
 
 _NAMES = ("first_frame", "frames", "frame_times", "waveform", "masks", "mask_frames", "boxes")
@@ -198,18 +199,27 @@ def _samples(store: Store, clip_id: str, settings: EvalSettings, partners: Partn
         ("first_frame", "waveform", "masks", "mask_frames", "boxes") if settings.frames == FrameMode.first else _NAMES
     )
     item = store.read(clip_id, names)
+    category = store.meta(clip_id).get("category")
     out = []
     for condition in settings.audio.conditions():
         waveform = heard_waveform(store, clip_id, item["waveform"], condition, settings, partners)
         if settings.frames == FrameMode.first:
             out.append(
-                Sample(clip_id, 0, clip_id, ClipInput(item["first_frame"], waveform, None, clip_id), item, condition)
+                Sample(
+                    clip_id,
+                    0,
+                    clip_id,
+                    ClipInput(item["first_frame"], waveform, None, clip_id),
+                    item,
+                    condition,
+                    category,
+                )
             )
             continue
         for i in [int(i) for i in item.get("mask_frames", [0])]:
             key = f"{clip_id}#{i}"
             frame_input = ClipInput(item["frames"][i], waveform, float(item["frame_times"][i]), key)
-            out.append(Sample(clip_id, i, key, frame_input, item, condition))
+            out.append(Sample(clip_id, i, key, frame_input, item, condition, category))
     return out
 
 
@@ -277,7 +287,9 @@ def _sample_rows(
         scored = heat if protocol == size else predictor.heatmap_tensor(map_name, clip=clip, size=protocol)
         timings["heatmap_s"] += time.perf_counter() - tick
         heard = clip.heard[: predictor.zeroshot.top_labels] if map_name in TEXT_MAPS else ()
-        said = {"heard": heard_text(heard), "heard_top": heard[0][0] if heard else None}
+        said = {"heard": heard_text(heard), "heard_top": heard[0][0] if heard else None, "heard_right": None}
+        if heard and sample.audio == AudioMode.normal and sample.category in predictor.zeroshot.labels:
+            said["heard_right"] = int(heard[0][0] == sample.category)  # the clip's own sound, heard as its category
         visuals["heard"][map_name] = said["heard"]
         rows.append(
             {
@@ -439,7 +451,8 @@ def summarise_rows(rows: list[dict[str, Any]], videos_per_batch: int = 1) -> lis
     `avsbench_fmeasure` are the AVS benchmark's own M_J / M_F with one video per batch; `fpr` /
     `abstention_failure` (mask entries of a negative audio condition only) AVSBench-Robust's false-positive
     rate and the share of frames that get any mask; `heard` (zero-shot maps only, else None) how often each
-    label was the top one the audio was heard as, most frequent first.
+    label was the top one the audio was heard as, most frequent first, and `heard_accuracy` the share of frames
+    whose top label is the clip's category (under normal audio, when the label set holds the store's categories).
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -458,9 +471,14 @@ def summarise_rows(rows: list[dict[str, Any]], videos_per_batch: int = 1) -> lis
                 else _NO_NEGATIVE_SCORES
             ),
             "heard": heard_counts(members),
+            "heard_accuracy": _mean_or_none([r["heard_right"] for r in members if r.get("heard_right") is not None]),
         }
         for (a, m, s, g), members in groups.items()
     ]
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def heard_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:

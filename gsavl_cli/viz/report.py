@@ -92,6 +92,7 @@ SUMMARY_KEYS = (
     "auc",
     "pointing_game",
     "heard",
+    "heard_accuracy",
 )
 
 
