@@ -10,12 +10,21 @@ from enum import Enum
 
 
 class MapName(str, Enum):
-    """The heatmap that prompts the segmenter: av (audio-visual), obj (the training-free object prior), or avobj
-    (their mix, weighted by --alpha)."""
+    """The heatmap that prompts the segmenter: av (audio-visual), obj (the training-free object prior), avobj (their
+    mix, weighted by --alpha), text (zero-shot: CLIPSeg on the label CLAP hears) or textobj (text mixed with obj)."""
 
     av = "av"
     obj = "obj"
     avobj = "avobj"
+    text = "text"  # no training: the optional extra gsavl[zeroshot]
+    textobj = "textobj"
+
+
+class ClapModel(str, Enum):
+    """The zero-shot audio tagger of the text maps (`model.zeroshot.AUDIO_TAGGERS` holds the same names)."""
+
+    clap_htsat_unfused = "clap-htsat-unfused"  # laion/clap-htsat-unfused
+    larger_clap_general = "larger_clap_general"  # laion/larger_clap_general
 
 
 class SegmenterName(str, Enum):

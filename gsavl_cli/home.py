@@ -142,12 +142,15 @@ def latest_run() -> TrainedRun | None:
 
 NO_MODEL = (
     "no trained model to use: pass --checkpoint FILE, train one with `gsavl train --dataset NAME`, "
-    "or use the training-free object prior with --map obj"
+    "use the training-free object prior with --map obj, or localize with no training with --map text "
+    "(zero-shot CLAP + CLIPSeg: pip install 'gsavl[zeroshot]', weights downloaded on first use)"
 )
+TRAINING_FREE = ("obj", "text", "textobj")
+"""The maps that need no checkpoint (`model.TRAINING_FREE_MAPS`; repeated here, which imports no torch)."""
 
 
 def choose_checkpoint(given: Path | None, maps: tuple[str, ...]) -> tuple[Path | None, TrainedRun | None]:
-    """The checkpoint a command uses: the given one; none for the `obj` map alone; else the latest run.
+    """The checkpoint a command uses: the given one; none for training-free maps alone (obj, text, textobj); else the latest run.
 
     `maps` are the maps asked for (empty: the command's default, which needs a model).
 
@@ -155,7 +158,7 @@ def choose_checkpoint(given: Path | None, maps: tuple[str, ...]) -> tuple[Path |
     """
     if given is not None:
         return Path(given), None
-    if maps and set(maps) <= {"obj"}:
+    if maps and set(maps) <= set(TRAINING_FREE):
         return None, None
     run = latest_run()
     if run is None:

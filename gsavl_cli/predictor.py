@@ -19,6 +19,10 @@ The model may be of any registered family (`model.family`): its inference adapte
 (`ModelFamily.predict`) gives the coarse outputs (the av map; a mask head's logits),
 and the segmenter says what it reads from them (`Segmenter.needs`) and whether it
 follows prompts (`Segmenter.prompted`), so nothing here asks which family it holds.
+
+The zero-shot maps (`text`, `textobj`: CLAP hears the clip's audio window, CLIPSeg finds the heard
+label; `model.zeroshot`) are computed here like the prior's obj map, their models loaded on first
+use; each clip keeps the labels its audio was heard as (`PreparedClip.heard`, `Prediction.heard`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from gsavl_cli.errors import GsavlError, UsageError, WeightsError
 from gsavl_cli.model import (
     ALIGN_CORNERS,
     MAP_NAMES,
+    PAPER_MAPS,
+    TRAINING_FREE_MAPS,
     ModelConfig,
     build_object_prior,
     coarse_maps,
@@ -53,6 +59,7 @@ from gsavl_cli.model.config import check_choice
 from gsavl_cli.model.family import OUTPUT_NAMES
 from gsavl_cli.model.heatmap import eval_mode
 from gsavl_cli.model.prior import ObjectPrior
+from gsavl_cli.model.zeroshot import TEXT_MAPS, Heard, ZeroShotSettings, ZeroShotSource, clap_window
 from gsavl_cli.samplers import Prompts
 from gsavl_cli.segment import ImageEmbedding, Segmenter, make_segmenter, soft_iou
 
@@ -79,8 +86,9 @@ class ClipInput:
 class PreparedClip:
     """A clip after `prepare`: its audio input, SAM embedding and (lazily) its heatmaps.
 
-    `coarse` holds the model's outputs (`ModelFamily.outputs`) and the prior's obj map at
-    coarse resolution; `heat` the heatmaps at a size.
+    `coarse` holds the model's outputs (`ModelFamily.outputs`), the prior's obj map and the
+    zero-shot text map at coarse resolution; `heat` the heatmaps at a size. `sound` is the 16 kHz
+    window the zero-shot tagger hears, `heard` every label with its score once it has heard it.
     """
 
     key: str
@@ -89,6 +97,8 @@ class PreparedClip:
     embedding: ImageEmbedding
     coarse: dict[str, torch.Tensor] = field(default_factory=dict)
     heat: dict[tuple[str, tuple[int, int]], torch.Tensor] = field(default_factory=dict)
+    sound: np.ndarray | None = None
+    heard: Heard = ()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -104,6 +114,8 @@ class Prediction:
     none (the model's own mask: no points) the segmenter itself; `segmenter` its name.
     `abstained`: the listening score (`listening`) fell below the predictor's abstention
     threshold, so nothing in the frame was taken to make the sound (no prompts, empty mask).
+    `heard`: for a zero-shot map, the labels the audio was heard as and their scores (the top-k
+    that made the map), else empty.
     """
 
     points: np.ndarray
@@ -117,6 +129,7 @@ class Prediction:
     agreement: float = float("nan")
     abstained: bool = False
     listening: float = float("nan")
+    heard: Heard = ()
 
     @property
     def prompts(self) -> Prompts:
@@ -165,6 +178,7 @@ class Predictor:
         resnet_checkpoint: Path | None = None,
         pretrained_prior: bool = True,
         abstain_below: float | None = None,
+        zeroshot: ZeroShotSettings | ZeroShotSource | None = None,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UsageError(f"alpha must be in [0, 1], got {alpha}")
@@ -189,6 +203,7 @@ class Predictor:
         self.interpolation = interpolation or getattr(self.config, "test_interpolation", "bilinear")
         self._prior = prior
         self._prior_source = (resnet_checkpoint, pretrained_prior)
+        self._zeroshot = zeroshot if zeroshot is not None else ZeroShotSettings()
         self.embedding_cache: EmbeddingStore | None = None
         self.clip: PreparedClip | None = None
 
@@ -207,6 +222,7 @@ class Predictor:
         interpolation: str | None = None,
         pretrained_prior: bool = True,
         abstain: bool | None = False,
+        zeroshot: ZeroShotSettings | ZeroShotSource | None = None,
     ) -> Predictor:
         """A predictor for a trained checkpoint; SAM's weights come through the resolver.
 
@@ -216,7 +232,8 @@ class Predictor:
         `interpolation` (bilinear / bicubic test resize) defaults to the checkpoint's
         training protocol; `eval` passes the evaluated dataset's. `abstain` uses the
         abstention threshold that `gsavl calibrate` stored in the checkpoint (`gsavl_cli.abstention`;
-        None: when it has one).
+        None: when it has one). `zeroshot` chooses the text maps' models and labels (default:
+        CLAP htsat-unfused and CLIPSeg rd64-refined on AVSBench S4's labels, loaded on first use).
         """
         model, natural, threshold = None, "sam", None
         if path is not None:
@@ -237,6 +254,7 @@ class Predictor:
             resnet_checkpoint=resnet_checkpoint,
             pretrained_prior=pretrained_prior,
             abstain_below=threshold,
+            zeroshot=zeroshot,
         )
 
     @property
@@ -248,7 +266,7 @@ class Predictor:
     @property
     def default_maps(self) -> tuple[str, ...]:
         """The maps `eval` scores unless told; with a segmenter that takes no prompts, av alone (no object prior)."""
-        return MAP_NAMES if self.segmenter.prompted else ("av",)
+        return PAPER_MAPS if self.segmenter.prompted else ("av",)
 
     def mask_runs(self, maps: Sequence[str], samplers: Sequence[SamplerChoice]) -> list[tuple[str, SamplerChoice]]:
         """The (map, sampler) pairs whose masks differ, in order: every pair for a segmenter that
@@ -261,7 +279,7 @@ class Predictor:
         try:
             return self.prior
         except WeightsError as exc:
-            asked = ", ".join(m for m in maps if m in ("obj", "avobj"))
+            asked = ", ".join(m for m in maps if m in ("obj", "avobj", "textobj"))
             raise WeightsError(
                 f"the {asked} map (--map {asked}) needs the object prior's weights: {exc}", hint=exc.hint
             ) from None
@@ -273,6 +291,13 @@ class Predictor:
             checkpoint, pretrained = self._prior_source
             self._prior = build_object_prior(pretrained=pretrained, checkpoint=checkpoint).to(self.device).eval()
         return self._prior
+
+    @property
+    def zeroshot(self) -> ZeroShotSource:
+        """The zero-shot source (CLAP + CLIPSeg), loaded on first use (only the text/textobj maps need it)."""
+        if not isinstance(self._zeroshot, ZeroShotSource):
+            self._zeroshot = ZeroShotSource.load(self._zeroshot, self.device)
+        return self._zeroshot
 
     # -- clips ---------------------------------------------------------------------------
 
@@ -287,7 +312,13 @@ class Predictor:
     ) -> list[PreparedClip]:
         """The batched form: audio inputs, image embeddings (and heatmaps `maps`) for many clips."""
         prepared = [
-            PreparedClip(c.key if c.key is not None else "clip", _check_frame(c.frame), self._audio(c), None)  # type: ignore[arg-type]
+            PreparedClip(
+                c.key if c.key is not None else "clip",
+                _check_frame(c.frame),
+                self._audio(c),
+                None,  # type: ignore[arg-type]
+                sound=clap_window(_check_waveform(c.waveform), c.time),
+            )
             for c in clips
         ]
         for clip, embedding in zip(prepared, self._embed(prepared, batch_size)):
@@ -325,14 +356,15 @@ class Predictor:
         `outputs` (a segmenter's `needs`) they still lack; the model's outputs come together."""
         for name in maps:
             check_choice("heatmap", name, MAP_NAMES)
-        if self.model is None and set(maps) - {"obj"}:
+        if self.model is None and set(maps) - set(TRAINING_FREE_MAPS):
             raise UsageError(
-                f"the {', '.join(sorted(set(maps) - {'obj'}))} map(s) need a trained model",
-                hint="pass --checkpoint FILE (or train one with `gsavl train`), or use --map obj",
+                f"the {', '.join(sorted(set(maps) - set(TRAINING_FREE_MAPS)))} map(s) need a trained model",
+                hint="pass --checkpoint FILE (or train one with `gsavl train`), or use --map obj or --map text (zero-shot)",
             )
         run_model = self.family is not None and (bool(outputs) or any(m in ("av", "avobj") for m in maps))
         need = set(self.family.outputs) if run_model and self.family is not None else set()
-        need |= {"obj"} if any(m in ("obj", "avobj") for m in maps) else set()
+        need |= {"obj"} if any(m in ("obj", "avobj", "textobj") for m in maps) else set()
+        need |= {"text"} if any(m in TEXT_MAPS for m in maps) else set()
         todo = [c for c in clips if not need <= set(c.coarse)]
         if not todo:
             return
@@ -350,6 +382,11 @@ class Predictor:
                 found.update(self.family.predict(self.model, images, audio.to(self.device), lengths))
         if "obj" in need:
             found.update(coarse_maps(None, self._prior_for(maps), images, None, None, ("obj",)))
+        if "text" in need:
+            text, heard = self.zeroshot.coarse([c.frame for c in todo], [c.sound for c in todo])
+            found["text"] = text.to(self.device)
+            for clip, labels in zip(todo, heard):
+                clip.heard = labels
         for k, clip in enumerate(todo):
             clip.coarse.update({name: maps_[k : k + 1] for name, maps_ in found.items()})
 
@@ -361,13 +398,13 @@ class Predictor:
         size = tuple(size or current.size)  # type: ignore[assignment]
         if (map_name, size) not in current.heat:
             self._compute_coarse([current], (map_name,))
-            coarse = {k: v for k, v in current.coarse.items() if k in ("av", "obj")}  # the maps' inputs
+            coarse = {k: v for k, v in current.coarse.items() if k in ("av", "obj", "text")}  # the maps' inputs
             full = full_maps(coarse, size, (map_name,), alpha=self.alpha, align_corners=self.align_corners)
             current.heat[(map_name, size)] = full[map_name][0]
         return current.heat[(map_name, size)]
 
-    def heatmaps(self, maps: Sequence[str] = MAP_NAMES, *, clip: PreparedClip | None = None) -> dict[str, np.ndarray]:
-        """`av`, `obj`, `avobj` (or `maps`), each float32 [H,W] at the frame's size."""
+    def heatmaps(self, maps: Sequence[str] = PAPER_MAPS, *, clip: PreparedClip | None = None) -> dict[str, np.ndarray]:
+        """`av`, `obj`, `avobj` (or `maps`, e.g. the zero-shot `text`), each float32 [H,W] at the frame's size."""
         return {m: self.heatmap_tensor(m, clip=clip).float().cpu().numpy() for m in maps}
 
     def listening_score(self, *, clip: PreparedClip | None = None) -> float:
@@ -483,6 +520,7 @@ class Predictor:
                 break
             sampling = sampling / peak
         assert best is not None and best_prompts is not None
+        heard = current.heard[: self.zeroshot.top_labels] if map in TEXT_MAPS and current.heard else ()
         return Prediction(
             points=best_prompts.points,
             labels=best_prompts.labels,
@@ -494,6 +532,7 @@ class Predictor:
             segmenter=self.segmenter.name,
             agreement=best_agreement,
             listening=listening,
+            heard=heard,
         )
 
 

@@ -1,5 +1,5 @@
-"""The one resolver for pretrained files: weights (SAM, SAM 2.1, VGGish, ImageNet ResNet-18/-50, PVT-v2-b5)
-and the published clip lists of EZ-VSL (VGGSound-10K/144K, VGG-SS heard/unheard).
+"""The one resolver for pretrained files: weights (SAM, SAM 2.1, VGGish, ImageNet ResNet-18/-50, PVT-v2-b5,
+the zero-shot CLAP and CLIPSeg models) and the published clip lists of EZ-VSL (VGGSound-10K/144K, VGG-SS heard/unheard).
 
 Order: an explicit path > the cache > a download that is checksummed before it is
 renamed into the cache. The cache is `$GSAVL_CACHE`, else torch hub's own
@@ -10,6 +10,7 @@ missing file is a `WeightsError` that names the file, its URL and where to put i
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import warnings
@@ -79,7 +80,8 @@ SAM2_FILES = {"weights": "model.safetensors", "config": "config.json"}
 
 
 def sam2_weight_name(model: str, role: str = "weights") -> str:
-    """The resolver's name of one file of a SAM 2.1 model: the model's own name for the weights, MODEL:config."""
+    """The resolver's name of one file of a hub model (SAM 2.1, the zero-shot models): the model's own name for the
+    weights, MODEL:ROLE for the others (MODEL:config, ...)."""
     return model if role == "weights" else f"{model}:{role}"
 
 
@@ -95,6 +97,43 @@ def _sam2_specs() -> list[WeightSpec]:
         )
         for model, repo in SAM2_HUB_REPOS.items()
         for role, file in SAM2_FILES.items()
+    ]
+
+
+# The zero-shot models (`--map text`, docs/architecture.md "Zero-shot heatmaps"), also hub repos in the layout of
+# `transformers`: the model (config.json, model.safetensors) and what its processor reads (the feature extractor's or
+# image processor's preprocessor_config.json, the tokenizer's tokenizer_config.json, vocab.json and merges.txt).
+# Cached in one folder per model, as SAM 2.1's; not verified (no checksum known offline, as for SAM 2.1).
+_HUB = "https://huggingface.co/{repo}/resolve/main/{file}"
+ZEROSHOT_HUB_REPOS = {
+    "clap-htsat-unfused": "laion/clap-htsat-unfused",
+    "larger_clap_general": "laion/larger_clap_general",
+    "clipseg-rd64-refined": "CIDAS/clipseg-rd64-refined",
+}
+"""gsavl's names of the zero-shot models -> their hub repos (the CLAP audio taggers, the CLIPSeg grounder)."""
+ZEROSHOT_FILES = {
+    **SAM2_FILES,
+    "preprocessor": "preprocessor_config.json",
+    "tokenizer": "tokenizer_config.json",
+    "vocab": "vocab.json",
+    "merges": "merges.txt",
+}
+"""The files of one zero-shot model in its hub repo, by role (the resolver's names: MODEL, MODEL:ROLE)."""
+_ZEROSHOT_OPTIONS = {"clap-htsat-unfused": "--clap-checkpoint", "larger_clap_general": "--clap-checkpoint"}
+
+
+def _zeroshot_specs() -> list[WeightSpec]:
+    return [
+        WeightSpec(
+            sam2_weight_name(model, role),
+            f"{model}/{file}",
+            _HUB.format(repo=repo, file=file),
+            None,
+            None,
+            f"{repo} {role}",
+        )
+        for model, repo in ZEROSHOT_HUB_REPOS.items()
+        for role, file in ZEROSHOT_FILES.items()
     ]
 
 
@@ -120,6 +159,7 @@ WEIGHTS: dict[str, WeightSpec] = {
             "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
         ),
         *_sam2_specs(),
+        *_zeroshot_specs(),
         WeightSpec("vggish", VGGISH_WEIGHTS.rsplit("/", 1)[1], VGGISH_WEIGHTS, None, None, "VGGish"),
         WeightSpec(
             "resnet18_imagenet",
@@ -158,6 +198,11 @@ _OPTIONS = {
     "sam_vit_l": "--sam-checkpoint",
     "sam_vit_b": "--sam-checkpoint",
     **{sam2_weight_name(m, role): "--sam-checkpoint" for m in SAM2_HUB_REPOS for role in SAM2_FILES},
+    **{
+        sam2_weight_name(m, role): _ZEROSHOT_OPTIONS.get(m, "--clipseg-checkpoint")
+        for m in ZEROSHOT_HUB_REPOS
+        for role in ZEROSHOT_FILES
+    },
     "vggish": "--vggish-checkpoint",
     "resnet18_imagenet": "--resnet-checkpoint",
     "resnet50_imagenet": "--backbone-checkpoint",
@@ -313,3 +358,77 @@ def _download(spec: WeightSpec, target: Path, progress: bool) -> None:
             f"checksum mismatch for downloaded {spec.filename}: {found}expected {expected[:16]}...; the file was deleted",
             hint=f"try again; if it persists download {spec.url} yourself and pass {_option(spec.name)} PATH",
         ) from exc
+
+
+def hub_folder(
+    model: str,
+    files: dict[str, str],
+    checkpoint: Path | str | None = None,
+    *,
+    what: str,
+    saved_by: str,
+    download: bool = True,
+) -> Path:
+    """The folder holding hub model `model` (`files` by role): explicit > cache > download, file by file.
+
+    `checkpoint` may be a folder (what `save_pretrained` writes and the hub repo holds) or its weights file; it needs
+    a config.json beside the weights (the processor's files are the library's to find). Without it every file of
+    `files` comes through `resolve_weights`, so offline a missing one is the one-line error naming it and its URL.
+    """
+    config_file, weights_file = files["config"], files["weights"]
+    saved = f"pass the folder that {saved_by} wrote (config.json and model.safetensors)"
+    if checkpoint is not None:
+        given = Path(checkpoint).expanduser()
+        if given.is_file() and given.name != weights_file:
+            raise WeightsError(f"{what} weights are a folder or its {weights_file}, got {given}", hint=saved)
+        file = given if given.name == weights_file else given / weights_file
+        path = resolve_weights(sam2_weight_name(model), file)
+        if not (path.parent / config_file).is_file():
+            raise WeightsError(f"no {config_file} beside the {what} weights {path}", hint=saved)
+        return path.parent
+    roles = ["config", *(r for r in files if r not in ("config", "weights")), "weights"]
+    for role in roles:
+        path = resolve_weights(sam2_weight_name(model, role), download=download)
+    return path.parent
+
+
+def from_pretrained_folder(cls: Any, folder: Path, what: str, **options: Any) -> Any:
+    """`cls.from_pretrained(folder)` of `transformers`, offline and silent; a folder it cannot read, or weights that
+    do not match their config.json, is one WeightsError (library code never prints)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    wants_info = hasattr(cls, "base_model_prefix")  # a model (not a processor) reports missing keys
+    try:
+        loaded = cls.from_pretrained(
+            folder, local_files_only=True, **options, **({"output_loading_info": True} if wants_info else {})
+        )
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise WeightsError(
+            f"{folder} does not hold a {what} ({first})",
+            hint=f"delete the folder and let gsavl download it again, or pass a folder saved by {cls.__name__}.save_pretrained",
+        ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    if not wants_info:
+        return loaded
+    model, info = loaded
+    incomplete = [k for k in ("missing_keys", "mismatched_keys") if info.get(k)]
+    if incomplete:
+        raise WeightsError(
+            f"{folder / SAM2_FILES['weights']} does not match its config.json ({incomplete[0]}: "
+            f"{', '.join(map(str, info[incomplete[0]]))[:160]})",
+            hint="the files belong to different models: download both again or save them together",
+        )
+    return model
+
+
+def require_transformers(who: str, hint: str) -> None:
+    """Refuses, in one line, to go on without the optional `transformers` package (the sam2 / zeroshot extras)."""
+    if importlib.util.find_spec("transformers") is None:
+        raise UsageError(f"{who} needs the transformers package, which is not installed", hint=hint)

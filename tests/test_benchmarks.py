@@ -53,6 +53,7 @@ TINY = {
     ],
     "sam_encoder.py": ["--arch", "tiny", "--repeats", "1"],
     "segmenter_cost.py": ["--models", "tiny,sam2_tiny", "--size", "320x180"],
+    "zeroshot_cost.py": ["--tiny", "--repeats", "1", "--size", "160x90"],
     "sam2_video.py": ["--model", "sam2_tiny", "--frames", "3", "--size", "160x90"],
     "ssl2avs_fps.py": ["--backbone", "tiny", "--size", "64"],
     "listening.py": ["--train", "4", "--val", "2", "--test", "2", "--epochs", "1"],

@@ -13,6 +13,9 @@ def test_enums_match_the_library():
     assert tuple(s.value for s in choices.SegmenterName) == tuple(segment.SEGMENTERS)
     assert tuple(m.value for m in choices.MaskChoice) == segment.MASK_CHOICES
     assert {m.value for m in choices.SamModel} == {*segment.SAM_ARCHS, "tiny", *segment.SAM2_MODELS}
+    from gsavl_cli.model.zeroshot import AUDIO_TAGGERS
+
+    assert tuple(m.value for m in choices.ClapModel) == tuple(AUDIO_TAGGERS)
 
 
 def test_prefetch_keeps_order_and_passes_errors_on():
@@ -52,3 +55,10 @@ def test_the_cli_defaults_are_the_settings_defaults():
                 assert plain(param.default) == plain(defaults[param.name]), (name, param.name)
                 checked += 1
     assert checked >= 25
+    from gsavl_cli.model.zeroshot import ZeroShotSettings
+
+    zeroshot = {f.name: f.default for f in dataclasses.fields(ZeroShotSettings)}
+    for name in ("eval", "localize"):
+        given = {p.name: p.default for p in commands[name].params if p.name in zeroshot}
+        assert set(given) == set(zeroshot) - {"grounder"}, name  # one grounder: no option chooses it
+        assert all(plain(given[k]) == plain(zeroshot[k]) for k in given), name

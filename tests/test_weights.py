@@ -56,10 +56,15 @@ def test_table_matches_the_sources() -> None:
     lists = {f"subset_{name}" for name in ("vggss_10k", "vggss_144k", "vggss_heard_test", "vggss_unheard_test")}
     backbones = {"resnet50_imagenet", "pvt_v2_b5_imagenet"}  # SSL2AVS image encoders
     sam2 = {f"sam2.1_hiera_{size}{role}" for size in ("t", "s", "b+", "l") for role in ("", ":config")}
+    roles = ("", ":config", ":preprocessor", ":tokenizer", ":vocab", ":merges")  # the zero-shot models' hub files
+    zeroshot = {f"{m}{r}" for m in ("clap-htsat-unfused", "larger_clap_general", "clipseg-rd64-refined") for r in roles}
     assert (
         set(weights.WEIGHTS)
-        == {"sam_vit_h", "sam_vit_l", "sam_vit_b", "vggish", "resnet18_imagenet"} | backbones | lists | sam2
+        == {"sam_vit_h", "sam_vit_l", "sam_vit_b", "vggish", "resnet18_imagenet"} | backbones | lists | sam2 | zeroshot
     )
+    clap = weights.WEIGHTS["clap-htsat-unfused"]
+    assert clap.url == "https://huggingface.co/laion/clap-htsat-unfused/resolve/main/model.safetensors"
+    assert weights.expected_sha256(clap) is None  # as SAM 2.1's: no checksum known offline
     large = weights.WEIGHTS["sam2.1_hiera_l"]
     assert large.url == "https://huggingface.co/facebook/sam2.1-hiera-large/resolve/main/model.safetensors"
     assert weights.expected_sha256(large) is None  # no checksum known offline (docs/architecture.md, "SAM 2")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gsavl_cli.choices import AudioMode, FrameMode, MaskChoice, SamModel
+from gsavl_cli.choices import AudioMode, ClapModel, FrameMode, MaskChoice, SamModel
 from gsavl_cli.cli.app import command
 from gsavl_cli.cli.inspect import skip_damaged
 from gsavl_cli.cli.options import (
@@ -18,6 +18,10 @@ from gsavl_cli.cli.options import (
     CascadeOpt,
     CascadeThresholdOpt,
     CheckpointOpt,
+    ClapCkptOpt,
+    ClapModelOpt,
+    ClipSegCkptOpt,
+    LabelsOpt,
     MaskChoiceOpt,
     NegativesOpt,
     ParamOpt,
@@ -28,6 +32,7 @@ from gsavl_cli.cli.options import (
     SegmenterOpt,
     SkipBadOpt,
     SubsetOpt,
+    TopLabelsOpt,
     choose_checkpoint,
     parse_maps,
     parse_samplers,
@@ -41,7 +46,8 @@ from gsavl_cli.console import OPTIONS, err, info, print_json, progress
     epilog="Examples:\n\n  gsavl eval --dataset s4_test.h5 --checkpoint runs/s4/best.pt --out runs/s4/eval --report\n\n"
     "  gsavl eval --dataset vggss.h5 --checkpoint best.pt --map avobj --sampler prob --out eval_vggss\n\n"
     "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio shuffled   # does the model listen?\n\n"
-    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio all --report   # the robustness table",
+    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --audio all --report   # the robustness table\n\n"
+    "  gsavl eval --dataset s4_test.h5 --checkpoint best.pt --map text,obj,av --sampler prob   # zero-shot beside trained",
 )
 def evaluate(
     ctx: typer.Context,
@@ -61,7 +67,7 @@ def evaluate(
         str | None,
         typer.Option(
             "--map",
-            help="Heatmaps, comma-separated: av, obj, avobj (default: all three; av alone for a model with its own mask).",
+            help="Heatmaps, comma-separated: av, obj, avobj; text, textobj (zero-shot). Default: av, obj, avobj; av alone for a model with its own mask.",
             show_default=False,
         ),
     ] = None,
@@ -114,6 +120,11 @@ def evaluate(
         ),
     ] = False,
     prior_checkpoint: PriorCkptOpt = None,
+    labels: LabelsOpt = "avsbench-s4",
+    top_labels: TopLabelsOpt = 1,
+    clap_model: ClapModelOpt = ClapModel.clap_htsat_unfused,
+    clap_checkpoint: ClapCkptOpt = None,
+    clipseg_checkpoint: ClipSegCkptOpt = None,
     skip_bad: SkipBadOpt = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json on stdout.")] = False,
 ) -> None:
@@ -158,6 +169,8 @@ def evaluate(
             "checkpoint": checkpoint,
             "--sam-checkpoint": sam_checkpoint,
             "--resnet-checkpoint": prior_checkpoint,
+            "--clap-checkpoint": clap_checkpoint,
+            "--clipseg-checkpoint": clipseg_checkpoint,
         },
     )
     result = run_evaluation(settings, progress=progress)
@@ -191,6 +204,7 @@ METRIC_HEADERS = {
     "ap50": "AP50 %",
     "auc": "AUC %",
     "pointing_game": "pointing %",
+    "heard_accuracy": "heard right %",
 }
 """The terminal's column title of each metric of metrics.json's results (`viz.report.SUMMARY_KEYS` orders them)."""
 
@@ -214,11 +228,17 @@ def print_results(results: list[dict], title: str, by_audio: bool = False) -> No
     metrics = [
         k
         for k in SUMMARY_KEYS
-        if k in METRIC_HEADERS and (k not in NEGATIVE_KEYS or any(r.get(k) is not None for r in results))
+        if k in METRIC_HEADERS
+        and (k not in (*NEGATIVE_KEYS, "heard_accuracy") or any(r.get(k) is not None for r in results))
     ]
     caption = "AVS M_J / M_F: the AVS benchmark's batch-level metrics (one video per batch)"
     if any(k in NEGATIVE_KEYS for k in metrics):
         caption += "; under negative audio (silent, noise, offscreen) FPR: share of pixels predicted foreground, abstain fail: share of frames with any mask"
+    heard = any(r.get("heard") for r in results)  # a zero-shot map: the label its audio was most often heard as
+    if heard:
+        caption += "; heard: the text map's most frequent top label (frames)"
+    if "heard_accuracy" in metrics:
+        caption += "; heard right: frames whose top label is the clip's category"
     table = Table(
         *(("audio",) if by_audio else ()),
         "map",
@@ -226,6 +246,7 @@ def print_results(results: list[dict], title: str, by_audio: bool = False) -> No
         "segmenter",
         "n",
         *(METRIC_HEADERS[k] for k in metrics),
+        *(("heard",) if heard else ()),
         title=title,
         caption=caption,
     )
@@ -237,8 +258,17 @@ def print_results(results: list[dict], title: str, by_audio: bool = False) -> No
             r["segmenter"] or "-",
             str(r["n"]),
             *(percent(r.get(k)) for k in metrics),
+            *((_top_heard(r.get("heard")),) if heard else ()),
         )
     err.print(table)
+
+
+def _top_heard(counts: dict[str, int] | None) -> str:
+    """The most frequent top label of a zero-shot map's entry and its frame count; `-` for the other maps."""
+    if not counts:
+        return "-"
+    label, n = next(iter(counts.items()))
+    return f"{label} ({n})"
 
 
 ROBUSTNESS_KEYS = ("miou", "mask_f", "fpr", "abstention_failure")

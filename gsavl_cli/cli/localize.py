@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gsavl_cli.choices import MapName, MaskChoice, SamModel
+from gsavl_cli.choices import ClapModel, MapName, MaskChoice, SamModel
 from gsavl_cli.cli.app import command
 from gsavl_cli.cli.options import (
     AbstainOpt,
@@ -16,6 +16,10 @@ from gsavl_cli.cli.options import (
     CascadeOpt,
     CascadeThresholdOpt,
     CheckpointOpt,
+    ClapCkptOpt,
+    ClapModelOpt,
+    ClipSegCkptOpt,
+    LabelsOpt,
     MaskChoiceOpt,
     NegativesOpt,
     ParamOpt,
@@ -24,6 +28,7 @@ from gsavl_cli.cli.options import (
     SamModelOpt,
     SamplerOpt,
     SegmenterOpt,
+    TopLabelsOpt,
     choose_checkpoint,
     parse_samplers,
     predictor_fields,
@@ -40,7 +45,8 @@ if TYPE_CHECKING:
     "  gsavl localize clip.mp4 --checkpoint best.pt --overlay overlay.png --json-file result.json\n\n"
     "  gsavl localize ./clips --checkpoint best.pt --out-dir masks/ --segmenter region\n\n"
     "  gsavl localize clip.mp4 --checkpoint best.pt --every 0.25 --video overlay.mp4 --masks masks.npz --timeline timeline.json\n\n"
-    "  gsavl localize clip.mp4 --checkpoint best.pt --every 0.25 --segmenter sam2 --sam-model sam2.1_hiera_t --propagate --timeline t.json"
+    "  gsavl localize clip.mp4 --checkpoint best.pt --every 0.25 --segmenter sam2 --sam-model sam2.1_hiera_t --propagate --timeline t.json\n\n"
+    "  gsavl localize clip.mp4 --map text --json   # no training: what CLAP hears, where CLIPSeg finds it"
 )
 def localize(
     ctx: typer.Context,
@@ -64,7 +70,7 @@ def localize(
         MapName | None,
         typer.Option(
             "--map",
-            help="Heatmap to prompt from: av, obj or avobj (default: avobj, the paper's; av for a model with its own mask).",
+            help="Heatmap to prompt from: av, obj, avobj; text or textobj (zero-shot, no checkpoint needed). Default: avobj, the paper's; av for a model with its own mask.",
             show_default=False,
         ),
     ] = None,
@@ -133,6 +139,11 @@ def localize(
         ),
     ] = False,
     prior_checkpoint: PriorCkptOpt = None,
+    labels: LabelsOpt = "avsbench-s4",
+    top_labels: TopLabelsOpt = 1,
+    clap_model: ClapModelOpt = ClapModel.clap_htsat_unfused,
+    clap_checkpoint: ClapCkptOpt = None,
+    clipseg_checkpoint: ClipSegCkptOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Find the sounding object in a clip and write its pixel mask (one frame, or the whole video with --every / --all-frames)."""
@@ -153,7 +164,13 @@ def localize(
             "--mask-pngs": mask_pngs,
             "--timeline": timeline,
         },
-        {"checkpoint": checkpoint, "--sam-checkpoint": sam_checkpoint, "--resnet-checkpoint": prior_checkpoint},
+        {
+            "checkpoint": checkpoint,
+            "--sam-checkpoint": sam_checkpoint,
+            "--resnet-checkpoint": prior_checkpoint,
+            "--clap-checkpoint": clap_checkpoint,
+            "--clipseg-checkpoint": clipseg_checkpoint,
+        },
         many_inputs=expand_clips(clips),
         walked=[c for c in clips if c.is_dir()],
         video_suffixes=VIDEO_SUFFIXES,
@@ -171,8 +188,10 @@ def localize(
                 f"below the calibrated threshold); empty mask {item['mask']}"
             )
             continue
+        heard = ", ".join(f"{h['label']} ({h['score']:.2f})" for h in item["heard"] or [])
         info(
             f"{item['clip']}: mask {item['mask']} ({item['mask_area']} px, {item['segmenter']} segmenter, {item['sampler']} on {item['map']})"
+            + (f"; heard as {heard}" if heard else "")
         )
     if json_output:
         print_json(results if len(results) > 1 else results[0])

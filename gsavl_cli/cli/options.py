@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 
-from gsavl_cli.choices import MaskChoice, SamModel, SegmenterName
+from gsavl_cli.choices import ClapModel, MaskChoice, SamModel, SegmenterName
 from gsavl_cli.console import OPTIONS, info
 from gsavl_cli.errors import UsageError
 
@@ -63,7 +63,7 @@ SkipBadOpt = Annotated[
 CheckpointOpt = Annotated[
     Path | None,
     typer.Option(
-        help="Trained checkpoint (best.pt); default: the most recent `gsavl train` run. Not needed for --map obj.",
+        help="Trained checkpoint (best.pt); default: the most recent `gsavl train` run. Not needed for --map obj, text or textobj.",
         show_default=False,
     ),
 ]
@@ -123,6 +123,38 @@ PriorCkptOpt = Annotated[
     ),
 ]
 
+ZEROSHOT_PANEL = "Zero-shot maps (--map text, textobj)"
+LabelsOpt = Annotated[
+    str,
+    typer.Option(
+        rich_help_panel=ZEROSHOT_PANEL,
+        help="What CLAP may hear: avsbench-s4 (its 23 categories) or a FILE of labels, one per line (# comments, blank lines ignored).",
+    ),
+]
+TopLabelsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, rich_help_panel=ZEROSHOT_PANEL, help="Ground the K best labels, their maps weighted by CLAP's scores."
+    ),
+]
+ClapModelOpt = Annotated[
+    ClapModel, typer.Option(rich_help_panel=ZEROSHOT_PANEL, help="The CLAP model that hears what sounds.")
+]
+ClapCkptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        rich_help_panel=ZEROSHOT_PANEL,
+        help="CLAP folder (config.json, model.safetensors and its processor's files; else the cache, else download).",
+    ),
+]
+ClipSegCkptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        rich_help_panel=ZEROSHOT_PANEL,
+        help="CLIPSeg folder (config.json, model.safetensors and its processor's files; else the cache, else download).",
+    ),
+]
+
 
 def predictor_fields(params: Mapping[str, Any]) -> dict[str, Any]:
     """The fields `EvalSettings` and `LocalizeSettings` share, from a command's parameters (`ctx.params`).
@@ -131,8 +163,18 @@ def predictor_fields(params: Mapping[str, Any]) -> dict[str, Any]:
     through this, so the group's names are read in one place.
     """
     from gsavl_cli.console import resolve_device
+    from gsavl_cli.model.zeroshot import ZeroShotSettings
 
     segmenter = params["segmenter"]
+    zeroshot = ZeroShotSettings(
+        clap_model=params["clap_model"].value,
+        clap_checkpoint=params["clap_checkpoint"],
+        clipseg_checkpoint=params["clipseg_checkpoint"],
+        labels=params["labels"],
+        top_labels=params["top_labels"],
+    )
+    if zeroshot.top_labels > len(zeroshot.label_names()):  # a bad label file stops here, before any work
+        raise UsageError(f"--top-labels {zeroshot.top_labels} is more than the {len(zeroshot.label_names())} labels")
     return {
         "segmenter": segmenter.value if segmenter else None,
         "sam_model": params["sam_model"].value,
@@ -147,6 +189,7 @@ def predictor_fields(params: Mapping[str, Any]) -> dict[str, Any]:
         "abstain": params["abstain"],
         "device": resolve_device(),
         "seed": OPTIONS.seed,
+        "zeroshot": zeroshot,
     }
 
 
@@ -189,7 +232,7 @@ def parse_maps(text: str) -> tuple[str, ...]:
 
 
 def choose_checkpoint(given: Path | None, maps: tuple[str, ...]) -> Path | None:
-    """--checkpoint, else nothing for the obj map alone, else the latest `gsavl train` run (said so)."""
+    """--checkpoint, else nothing for training-free maps alone (obj, text, textobj), else the latest `gsavl train` run (said so)."""
     from gsavl_cli.home import choose_checkpoint as choose
 
     path, run = choose(given, maps)
@@ -199,5 +242,5 @@ def choose_checkpoint(given: Path | None, maps: tuple[str, ...]) -> Path | None:
             "--checkpoint chooses another"
         )
     elif path is None:
-        info("no checkpoint: the training-free object prior (--map obj)")
+        info(f"no checkpoint: training-free map(s) {', '.join(maps)}")
     return path

@@ -43,7 +43,8 @@ from gsavl_cli.errors import UsageError
 from gsavl_cli.io.embedding_cache import EmbeddingCache
 from gsavl_cli.io.files import atomic_path, write_atomic
 from gsavl_cli.io.store import Store, hdf5_name, open_store
-from gsavl_cli.model import ALIGN_CORNERS, MAP_NAMES
+from gsavl_cli.model import ALIGN_CORNERS, PAPER_MAPS
+from gsavl_cli.model.zeroshot import TEXT_MAPS, Heard, ZeroShotSettings
 from gsavl_cli.predictor import ClipInput, Predictor, PreparedClip, SamplerChoice
 from gsavl_cli.validation import ground_truth, heatmap_row, protocol_size, validation_ids
 from gsavl_cli.viz.report import ReportWriter
@@ -68,6 +69,7 @@ CSV_COLUMNS = (
     "gt_fraction",
     "points",
     "labels",
+    "heard",
 )
 
 
@@ -81,11 +83,11 @@ class EvalSettings:
     """Everything `gsavl eval` can be told; the CLI fills it, every layer reads it."""
 
     data: Path
-    checkpoint: Path | None  # None: the training-free object prior (obj map only)
+    checkpoint: Path | None  # None: training-free maps only (obj, text, textobj)
     out: Path = Path("eval")
     split: str | None = "test"
     frames: FrameMode = FrameMode.first
-    maps: tuple[str, ...] | None = MAP_NAMES  # None: the predictor's default (av alone for a model with its own mask)
+    maps: tuple[str, ...] | None = PAPER_MAPS  # None: the predictor's default (av alone for a model with its own mask)
     samplers: list[SamplerChoice] = field(default_factory=default_samplers)
     segmenter: str | None = None  # None: the model's own mask head if it has one, else SAM
     sam_model: str = "vit_h"
@@ -111,6 +113,7 @@ class EvalSettings:
     seed: int = 123
     exclude: tuple[str, ...] = ()  # clip ids left out (`--skip-bad`: the damaged ones)
     videos_per_batch: int = 1  # AVS M_J / M_F batching (AVSBench's test.py: 1)
+    zeroshot: ZeroShotSettings = field(default_factory=ZeroShotSettings)  # the text maps' models and labels
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON values (enums by value, paths as text), as metrics.json records them."""
@@ -118,6 +121,11 @@ class EvalSettings:
 
 
 # -- prompts against the ground truth (the protocol itself: gsavl_cli.validation) -----------
+
+
+def heard_text(heard: Heard) -> str | None:
+    """per_sample.csv's `heard`: the labels a zero-shot map was made from, `label:score` joined by `;`."""
+    return ";".join(f"{label}:{score:.4f}" for label, score in heard) or None
 
 
 def _prompt_hit_rate(points: np.ndarray, labels: np.ndarray, gt: np.ndarray) -> float:
@@ -138,6 +146,7 @@ class Sample:
     input: ClipInput
     item: dict[str, np.ndarray]
     audio: AudioMode = AudioMode.normal  # the condition it is heard under
+    category: str | None = None  # the clip's, when the store records one (what a zero-shot map should hear)
 
 
 _NAMES = ("first_frame", "frames", "frame_times", "waveform", "masks", "mask_frames", "boxes")
@@ -190,18 +199,27 @@ def _samples(store: Store, clip_id: str, settings: EvalSettings, partners: Partn
         ("first_frame", "waveform", "masks", "mask_frames", "boxes") if settings.frames == FrameMode.first else _NAMES
     )
     item = store.read(clip_id, names)
+    category = store.meta(clip_id).get("category")
     out = []
     for condition in settings.audio.conditions():
         waveform = heard_waveform(store, clip_id, item["waveform"], condition, settings, partners)
         if settings.frames == FrameMode.first:
             out.append(
-                Sample(clip_id, 0, clip_id, ClipInput(item["first_frame"], waveform, None, clip_id), item, condition)
+                Sample(
+                    clip_id,
+                    0,
+                    clip_id,
+                    ClipInput(item["first_frame"], waveform, None, clip_id),
+                    item,
+                    condition,
+                    category,
+                )
             )
             continue
         for i in [int(i) for i in item.get("mask_frames", [0])]:
             key = f"{clip_id}#{i}"
             frame_input = ClipInput(item["frames"][i], waveform, float(item["frame_times"][i]), key)
-            out.append(Sample(clip_id, i, key, frame_input, item, condition))
+            out.append(Sample(clip_id, i, key, frame_input, item, condition, category))
     return out
 
 
@@ -261,12 +279,18 @@ def _sample_rows(
         "audio": sample.audio.value,
         "heatmaps": {},
         "results": {},
+        "heard": {},
     }
     for map_name in settings.maps:
         tick = time.perf_counter()
         heat = predictor.heatmap_tensor(map_name, clip=clip)
         scored = heat if protocol == size else predictor.heatmap_tensor(map_name, clip=clip, size=protocol)
         timings["heatmap_s"] += time.perf_counter() - tick
+        heard = clip.heard[: predictor.zeroshot.top_labels] if map_name in TEXT_MAPS else ()
+        said = {"heard": heard_text(heard), "heard_top": heard[0][0] if heard else None, "heard_right": None}
+        if heard and sample.audio == AudioMode.normal and sample.category in predictor.zeroshot.labels:
+            said["heard_right"] = int(heard[0][0] == sample.category)  # the clip's own sound, heard as its category
+        visuals["heard"][map_name] = said["heard"]
         rows.append(
             {
                 **base,
@@ -275,6 +299,7 @@ def _sample_rows(
                 "segmenter": None,
                 **heatmap_row(scored, gt_protocol),
                 "gt_fraction": float(gt_protocol.mean()),
+                **said,
             }
         )
         visuals["heatmaps"][map_name] = heat.float().cpu().numpy()
@@ -316,6 +341,7 @@ def _sample_rows(
                     "points": found.points.round(2).tolist(),
                     "labels": found.labels.tolist(),
                     "gt_fraction": float(gt_frame.mean()),
+                    **said,
                 }
             )
             visuals["results"][(map_name, choice.name)] = (found.mask, found.prompts, rows[-1]["iou"])
@@ -424,7 +450,9 @@ def summarise_rows(rows: list[dict[str, Any]], videos_per_batch: int = 1) -> lis
     `miou` / `mask_f` (F_0.3 of each binary mask) are per-frame means (batch-independent); `avsbench_miou` /
     `avsbench_fmeasure` are the AVS benchmark's own M_J / M_F with one video per batch; `fpr` /
     `abstention_failure` (mask entries of a negative audio condition only) AVSBench-Robust's false-positive
-    rate and the share of frames that get any mask.
+    rate and the share of frames that get any mask; `heard` (zero-shot maps only, else None) how often each
+    label was the top one the audio was heard as, most frequent first, and `heard_accuracy` the share of frames
+    whose top label is the clip's category (under normal audio, when the label set holds the store's categories).
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -442,9 +470,26 @@ def summarise_rows(rows: list[dict[str, Any]], videos_per_batch: int = 1) -> lis
                 if s is not None and AudioMode(a).negative
                 else _NO_NEGATIVE_SCORES
             ),
+            "heard": heard_counts(members),
+            "heard_accuracy": _mean_or_none([r["heard_right"] for r in members if r.get("heard_right") is not None]),
         }
         for (a, m, s, g), members in groups.items()
     ]
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def heard_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    """How often each label was the top one heard over `rows` (a zero-shot map's), most frequent first; else None."""
+    tops = [row["heard_top"] for row in rows if row.get("heard_top")]
+    if not tops:
+        return None
+    counts: dict[str, int] = {}
+    for label in tops:
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def robustness_records(results: list[dict[str, Any]], map_name: str, sampler: str | None) -> dict[str, dict[str, Any]]:
@@ -484,6 +529,7 @@ def make_predictor(settings: EvalSettings, device: str) -> Predictor:
         interpolation=store_dataset(settings.data).test_interpolation,
         pretrained_prior=settings.pretrained_prior,
         abstain=settings.abstain if settings.checkpoint is not None else False,
+        zeroshot=settings.zeroshot,
     )
 
 

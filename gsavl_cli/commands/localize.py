@@ -16,6 +16,7 @@ from gsavl_cli.errors import MediaError, UsageError
 from gsavl_cli.io import media
 from gsavl_cli.io.files import write_atomic, write_atomic_with
 from gsavl_cli.model import ALIGN_CORNERS
+from gsavl_cli.model.zeroshot import Heard, ZeroShotSettings
 from gsavl_cli.predictor import Prediction, Predictor, SamplerChoice
 from gsavl_cli.viz.drawing import colourise
 from gsavl_cli.viz.drawing import overlay as draw_overlay
@@ -25,7 +26,7 @@ from gsavl_cli.viz.drawing import overlay as draw_overlay
 class LocalizeSettings:
     """Everything `gsavl localize` can be told about one frame per clip."""
 
-    checkpoint: Path | None  # None: the training-free object prior (obj map only)
+    checkpoint: Path | None  # None: training-free maps only (obj, text, textobj)
     time: float | None = None
     map_name: str | None = None  # None: the predictor's default (avobj; av for a model with its own mask)
     sampler: SamplerChoice = field(default_factory=lambda: SamplerChoice("prob"))
@@ -43,6 +44,7 @@ class LocalizeSettings:
     device: str = "cpu"
     seed: int = 123
     abstain: bool | None = None  # None: when the checkpoint stores an abstention threshold (`gsavl calibrate`)
+    zeroshot: ZeroShotSettings = field(default_factory=ZeroShotSettings)  # the text maps' models and labels
 
 
 @dataclass
@@ -85,6 +87,7 @@ def make_predictor(settings: LocalizeSettings) -> Predictor:
         align_corners=settings.align_corners,
         pretrained_prior=settings.pretrained_prior,
         abstain=settings.abstain if settings.checkpoint is not None else False,
+        zeroshot=settings.zeroshot,
     )
 
 
@@ -168,6 +171,11 @@ def _targets(path: Path, outputs: LocalizeOutputs, single: bool) -> LocalizeOutp
     )
 
 
+def heard_summary(heard: Heard) -> list[dict[str, Any]] | None:
+    """The labels a zero-shot map heard, as JSON (None for the other maps)."""
+    return [{"label": label, "score": round(score, 6)} for label, score in heard] or None
+
+
 def prediction_summary(found: Prediction) -> dict[str, Any]:
     """The JSON facts of one prediction (shared by the single-frame and video outputs)."""
     return {
@@ -182,6 +190,7 @@ def prediction_summary(found: Prediction) -> dict[str, Any]:
         "agreement": None if np.isnan(found.agreement) else round(float(found.agreement), 6),
         "abstained": found.abstained,
         "listening": None if np.isnan(found.listening) else round(float(found.listening), 6),
+        "heard": heard_summary(found.heard),
     }
 
 

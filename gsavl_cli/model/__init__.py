@@ -36,7 +36,16 @@ from gsavl_cli.model.family import (
     register_family,
     unregister_family,
 )
-from gsavl_cli.model.heatmap import ALIGN_CORNERS, MAP_NAMES, coarse_maps, full_maps, heatmaps, normalise_map
+from gsavl_cli.model.heatmap import (
+    ALIGN_CORNERS,
+    MAP_NAMES,
+    PAPER_MAPS,
+    TRAINING_FREE_MAPS,
+    coarse_maps,
+    full_maps,
+    heatmaps,
+    normalise_map,
+)
 from gsavl_cli.model.localizer import Localizer, build_localizer, mil_contrastive_loss
 from gsavl_cli.model.prior import ObjectPrior, build_object_prior
 
@@ -44,7 +53,9 @@ __all__ = [
     "ALIGN_CORNERS",
     "EZVSL_SECONDS",
     "MAP_NAMES",
+    "PAPER_MAPS",
     "PRESETS",
+    "TRAINING_FREE_MAPS",
     "LoadedCheckpoint",
     "Localizer",
     "ModelConfig",

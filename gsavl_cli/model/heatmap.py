@@ -1,8 +1,9 @@
-"""Heatmaps at the frame's size: av (the localizer), obj (the prior), avobj (their mix).
+"""Heatmaps at the frame's size: av (the localizer), obj (the prior), avobj (their mix), and the zero-shot
+text (CLIPSeg on the labels CLAP heard, `model.zeroshot`) and textobj (text mixed with the prior).
 
 The original's convention (docs/results.md, "Conventions"), the default here: the coarse 7x7 map is
 upsampled bilinearly with `align_corners=True`, each map is min-max normalised, and
-avobj = normalise(alpha * av + (1 - alpha) * obj).
+avobj = normalise(alpha * av + (1 - alpha) * obj); textobj = normalise(alpha * text + (1 - alpha) * obj) alike.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from gsavl_cli.model.config import check_choice
 from gsavl_cli.model.localizer import Localizer
 from gsavl_cli.model.prior import ObjectPrior
 
-MAP_NAMES = ("av", "obj", "avobj")
+MAP_NAMES = ("av", "obj", "avobj", "text", "textobj")
+"""Every heatmap's name (`--map`)."""
+PAPER_MAPS = ("av", "obj", "avobj")
+"""The maps of the paper, which `eval` scores unless told: the zero-shot ones need weights the paper's run does not."""
+TRAINING_FREE_MAPS = ("obj", "text", "textobj")
+"""The maps that need no trained model."""
+MIXES = {"avobj": "av", "textobj": "text"}
+"""Each mixed map and the map it mixes with the object prior's obj (weight alpha on it)."""
 ALIGN_CORNERS = True
 """The original GSAVL's upsampling convention (test.py, demo.py)."""
 
@@ -70,7 +78,7 @@ def coarse_maps(
     images: torch.Tensor,
     audio: torch.Tensor | None,
     lengths: torch.Tensor | None,
-    maps: Sequence[str] = MAP_NAMES,
+    maps: Sequence[str] = PAPER_MAPS,
 ) -> dict[str, torch.Tensor]:
     """The maps before upsampling: `av` [B,h,w] (S_ii) and/or `obj` [B,h,w], as `maps` need."""
     wanted = _check(maps, 0.0)
@@ -78,9 +86,9 @@ def coarse_maps(
     if "av" in wanted or "avobj" in wanted:
         with eval_mode(localizer):
             coarse["av"] = localizer.ssl_map(*localizer(images, audio, lengths))
-    if "obj" in wanted or "avobj" in wanted:
+    if {"obj", *MIXES} & set(wanted):
         if prior is None:
-            raise UsageError("the obj and avobj heatmaps need the object prior")
+            raise UsageError("the obj, avobj and textobj heatmaps need the object prior")
         coarse["obj"] = prior(images)
     return coarse
 
@@ -88,16 +96,17 @@ def coarse_maps(
 def full_maps(
     coarse: dict[str, torch.Tensor],
     size: tuple[int, int],
-    maps: Sequence[str] = MAP_NAMES,
+    maps: Sequence[str] = PAPER_MAPS,
     *,
     alpha: float = 0.4,
     align_corners: bool = ALIGN_CORNERS,
 ) -> dict[str, torch.Tensor]:
-    """Coarse maps [B,h,w] -> normalised heatmaps [B,H,W] at `size`; avobj mixes av and obj."""
+    """Coarse maps [B,h,w] -> normalised heatmaps [B,H,W] at `size`; avobj mixes av and obj, textobj text and obj."""
     wanted = _check(maps, alpha)
     full = {name: normalise_map(upsample(c, size, align_corners)) for name, c in coarse.items()}
-    if "avobj" in wanted:
-        full["avobj"] = normalise_map(alpha * full["av"] + (1 - alpha) * full["obj"])
+    for mixed, own in MIXES.items():
+        if mixed in wanted:
+            full[mixed] = normalise_map(alpha * full[own] + (1 - alpha) * full["obj"])
     return {name: full[name] for name in wanted}
 
 
@@ -110,7 +119,7 @@ def heatmaps(
     lengths: torch.Tensor | None,
     sizes: Sequence[tuple[int, int]],
     alpha: float = 0.4,
-    maps: Sequence[str] = MAP_NAMES,
+    maps: Sequence[str] = PAPER_MAPS,
     *,
     align_corners: bool = ALIGN_CORNERS,
 ) -> dict[str, list[torch.Tensor]]:

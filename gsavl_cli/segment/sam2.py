@@ -19,7 +19,6 @@ library does), `score` the highest predicted IoU, `heatmap` the best agreement w
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from gsavl_cli import weights
-from gsavl_cli.errors import UsageError, WeightsError
+from gsavl_cli.errors import UsageError
 from gsavl_cli.samplers import Prompts
 from gsavl_cli.segment.base import (
     ImageEmbedding,
@@ -49,8 +48,7 @@ INSTALL_HINT = "pip install 'gsavl[sam2]' (SAM 2 runs on the transformers packag
 
 def require_transformers() -> None:
     """Refuses, in one line, to go on without the optional `transformers` (the `sam2` extra)."""
-    if importlib.util.find_spec("transformers") is None:
-        raise UsageError("the sam2 segmenter needs the transformers package, which is not installed", hint=INSTALL_HINT)
+    weights.require_transformers("the sam2 segmenter", INSTALL_HINT)
 
 
 def check_sam2_model(model: str) -> None:
@@ -68,25 +66,9 @@ def sam2_folder(model: str, checkpoint: Path | str | None = None, *, download: b
     `checkpoint` may be such a folder (what `save_pretrained` writes and the hub repo holds) or the
     `model.safetensors` inside one; without it both files come through the weights resolver.
     """
-    config_file, weights_file = weights.SAM2_FILES["config"], weights.SAM2_FILES["weights"]
-    if checkpoint is not None:
-        given = Path(checkpoint).expanduser()
-        if given.is_file() and given.name != weights_file:
-            raise WeightsError(
-                f"SAM 2 weights are a folder or its {weights_file}, got {given}",
-                hint="pass the folder that Sam2Model.save_pretrained wrote (config.json and model.safetensors)",
-            )
-        file = given if given.name == weights_file else given / weights_file
-        path = weights.resolve_weights(weights.sam2_weight_name(model), file)
-        if not (path.parent / config_file).is_file():
-            raise WeightsError(
-                f"no {config_file} beside the SAM 2 weights {path}",
-                hint="pass the folder that Sam2Model.save_pretrained wrote (config.json and model.safetensors)",
-            )
-        return path.parent
-    for role in ("config", "weights"):
-        path = weights.resolve_weights(weights.sam2_weight_name(model, role), download=download)
-    return path.parent
+    return weights.hub_folder(
+        model, weights.SAM2_FILES, checkpoint, what="SAM 2", saved_by="Sam2Model.save_pretrained", download=download
+    )
 
 
 def load_sam2(
@@ -101,30 +83,8 @@ def load_sam2(
     require_transformers()
     folder = sam2_folder(model, checkpoint, download=download)
     from transformers import Sam2Model
-    from transformers.utils import logging as hf_logging
 
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # library code never prints; a bad file is the WeightsError below
-    hf_logging.disable_progress_bar()
-    try:
-        sam2, info = Sam2Model.from_pretrained(folder, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise WeightsError(
-            f"{folder} does not hold a SAM 2 model ({first})",
-            hint="delete the folder and let gsavl download it again, or pass a folder saved by Sam2Model.save_pretrained",
-        ) from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-    incomplete = [k for k in ("missing_keys", "mismatched_keys") if info.get(k)]
-    if incomplete:
-        raise WeightsError(
-            f"{folder / weights.SAM2_FILES['weights']} does not match its config.json ({incomplete[0]}: "
-            f"{', '.join(map(str, info[incomplete[0]]))[:160]})",
-            hint="the files belong to different models: download both again or save them together",
-        )
+    sam2 = weights.from_pretrained_folder(Sam2Model, folder, "SAM 2 model")
     return sam2.eval().requires_grad_(False).to(device)
 
 

@@ -48,7 +48,10 @@ class ReportWriter:
         }
         for name, image in panels.items():
             write_png(self.folder / "thumbs" / f"{stem}_{name}.png", thumbnail(image, self.height))
-        self.entries.append({"clip": clip_id, "audio": visuals.get("audio", "normal"), "stem": stem, "iou": iou})
+        heard = visuals.get("heard", {}).get(self.map_name) or ""  # a zero-shot map's labels (label:score;...)
+        self.entries.append(
+            {"clip": clip_id, "audio": visuals.get("audio", "normal"), "heard": heard, "stem": stem, "iou": iou}
+        )
 
     def write(self, title: str, results: list[dict[str, Any]]) -> Path:
         """The page; its header table shows `results` (metrics.json entries) under metrics.json's own names."""
@@ -66,7 +69,8 @@ class ReportWriter:
         )
         value = "" if iou is None or math.isnan(iou) else f"{iou:.4f}"
         return (
-            f"<tr><td>{html.escape(entry['clip'])}</td><td>{html.escape(entry['audio'])}</td>{cells}"
+            f"<tr><td>{html.escape(entry['clip'])}</td><td>{html.escape(entry['audio'])}</td>"
+            f"<td>{html.escape(entry['heard'].replace(';', '; '))}</td>{cells}"
             f'<td data-v="{value or -1}">{value}</td></tr>'
         )
 
@@ -87,6 +91,8 @@ SUMMARY_KEYS = (
     "ap50",
     "auc",
     "pointing_game",
+    "heard",
+    "heard_accuracy",
 )
 
 
@@ -98,6 +104,8 @@ def summary_table(results: list[dict[str, Any]]) -> str:
         cells = []
         for key in SUMMARY_KEYS:
             value = result.get(key)
+            if isinstance(value, dict):  # heard: label -> frames it was the top label of
+                value = "; ".join(f"{label}: {n}" for label, n in value.items())
             shown = "-" if value is None else f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
             exact = "" if value is None else html.escape(repr(value) if isinstance(value, float) else str(value))
             cells.append(f'<td data-key="{key}" data-v="{exact}">{shown}</td>')
@@ -122,7 +130,9 @@ its ciou is the mask's cIoU, its pointing_game the share of positive prompts ins
 Under negative audio (silent, noise, offscreen: nothing in the frame makes the sound) fpr is the mean share of a
 frame's pixels predicted foreground (AVSBench-Robust's FPR) and abstention_failure the share of frames with any mask.</p>
 <p>Click a column header to sort (IoU ascending shows the failures first).</p>
-<table id="t"><thead><tr><th>clip</th><th>audio</th><th>frame</th><th>heatmap + prompts</th><th>predicted mask</th>
+<p class="note">heard: for a zero-shot map (text, textobj), the labels CLAP heard the audio as (with their scores;
+in the table above, how many frames had each as the top label), from which CLIPSeg made the heatmap.</p>
+<table id="t"><thead><tr><th>clip</th><th>audio</th><th>heard as</th><th>frame</th><th>heatmap + prompts</th><th>predicted mask</th>
 <th>ground truth</th><th>IoU</th></tr></thead><tbody>
 {rows}
 </tbody></table>
