@@ -67,7 +67,7 @@ def _sam(variant: str, filename: str, size: int, sha256: str) -> WeightSpec:
 # (its LFS object id) but it was not recorded here, so these downloads are not verified; `resolve/main` follows the
 # repos' main branch. The original .pt checkpoints (dl.fbaipublicfiles.com/segment_anything_2/092824/) are in Meta's
 # own layout, which `transformers` does not read.
-_SAM2_HUB = "https://huggingface.co/facebook/sam2.1-hiera-{repo}/resolve/main/{file}"
+_HUB = "https://huggingface.co/{repo}/resolve/main/{file}"
 SAM2_HUB_REPOS = {
     "sam2.1_hiera_t": "tiny",
     "sam2.1_hiera_s": "small",
@@ -85,18 +85,22 @@ def sam2_weight_name(model: str, role: str = "weights") -> str:
     return model if role == "weights" else f"{model}:{role}"
 
 
-def _sam2_specs() -> list[WeightSpec]:
+def _hub_specs(
+    repos: dict[str, str], files: dict[str, str], folder: dict[str, str], what: dict[str, str]
+) -> list[WeightSpec]:
+    """One unverified spec per (model, file role) of hub models in the layout of `transformers`: model -> hub repo
+    `repos`, role -> file name `files`; each model's files share the cache folder `folder[model]`."""
     return [
         WeightSpec(
             sam2_weight_name(model, role),
-            f"sam2.1-hiera-{repo}/{file}",
-            _SAM2_HUB.format(repo=repo, file=file),
+            f"{folder[model]}/{file}",
+            _HUB.format(repo=repo, file=file),
             None,
             None,
-            f"SAM 2.1 hiera-{repo} {role}",
+            f"{what[model]} {role}",
         )
-        for model, repo in SAM2_HUB_REPOS.items()
-        for role, file in SAM2_FILES.items()
+        for model, repo in repos.items()
+        for role, file in files.items()
     ]
 
 
@@ -104,7 +108,6 @@ def _sam2_specs() -> list[WeightSpec]:
 # `transformers`: the model (config.json, model.safetensors) and what its processor reads (the feature extractor's or
 # image processor's preprocessor_config.json, the tokenizer's tokenizer_config.json, vocab.json and merges.txt).
 # Cached in one folder per model, as SAM 2.1's; not verified (no checksum known offline, as for SAM 2.1).
-_HUB = "https://huggingface.co/{repo}/resolve/main/{file}"
 ZEROSHOT_HUB_REPOS = {
     "clap-htsat-unfused": "laion/clap-htsat-unfused",
     "larger_clap_general": "laion/larger_clap_general",
@@ -120,21 +123,6 @@ ZEROSHOT_FILES = {
 }
 """The files of one zero-shot model in its hub repo, by role (the resolver's names: MODEL, MODEL:ROLE)."""
 _ZEROSHOT_OPTIONS = {"clap-htsat-unfused": "--clap-checkpoint", "larger_clap_general": "--clap-checkpoint"}
-
-
-def _zeroshot_specs() -> list[WeightSpec]:
-    return [
-        WeightSpec(
-            sam2_weight_name(model, role),
-            f"{model}/{file}",
-            _HUB.format(repo=repo, file=file),
-            None,
-            None,
-            f"{repo} {role}",
-        )
-        for model, repo in ZEROSHOT_HUB_REPOS.items()
-        for role, file in ZEROSHOT_FILES.items()
-    ]
 
 
 WEIGHTS: dict[str, WeightSpec] = {
@@ -158,8 +146,13 @@ WEIGHTS: dict[str, WeightSpec] = {
             375_042_383,
             "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
         ),
-        *_sam2_specs(),
-        *_zeroshot_specs(),
+        *_hub_specs(
+            {m: f"facebook/sam2.1-hiera-{r}" for m, r in SAM2_HUB_REPOS.items()},
+            SAM2_FILES,
+            {m: f"sam2.1-hiera-{r}" for m, r in SAM2_HUB_REPOS.items()},
+            {m: f"SAM 2.1 hiera-{r}" for m, r in SAM2_HUB_REPOS.items()},
+        ),
+        *_hub_specs(ZEROSHOT_HUB_REPOS, ZEROSHOT_FILES, {m: m for m in ZEROSHOT_HUB_REPOS}, ZEROSHOT_HUB_REPOS),
         WeightSpec("vggish", VGGISH_WEIGHTS.rsplit("/", 1)[1], VGGISH_WEIGHTS, None, None, "VGGish"),
         WeightSpec(
             "resnet18_imagenet",
