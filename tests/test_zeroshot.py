@@ -287,3 +287,14 @@ def test_the_video_path_records_what_each_frame_heard(folders, tiny_clip, tmp_pa
     assert len(frames) == 4 and all(
         len(f["heard"]) == 1 and f["heard"][0]["label"] in AVSBENCH_S4_LABELS for f in frames
     )
+
+
+def test_the_built_in_label_sets_agree_with_each_other() -> None:
+    """VGGSound's 309 classes are distinct, and every AVSBench S4 category (drawn from VGGSound) is one of them
+    by its first name ('race_car' -> 'race car, auto racing')."""
+    from gsavl_cli.model.zeroshot import prompt_text, read_labels
+
+    vggsound = read_labels("vggsound")
+    assert len(vggsound) == len(set(vggsound)) == 309
+    first_names = {label.split(",")[0] for label in vggsound}
+    assert {prompt_text(label) for label in read_labels("avsbench-s4")} <= first_names

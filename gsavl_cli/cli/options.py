@@ -128,7 +128,7 @@ LabelsOpt = Annotated[
     str,
     typer.Option(
         rich_help_panel=ZEROSHOT_PANEL,
-        help="What CLAP may hear: avsbench-s4 (its 23 categories) or a FILE of labels, one per line (# comments, blank lines ignored).",
+        help="What CLAP may hear: avsbench-s4 (its 23 categories), vggsound (its 309 classes) or a FILE of labels, one per line (# comments, blank lines ignored).",
     ),
 ]
 TopLabelsOpt = Annotated[

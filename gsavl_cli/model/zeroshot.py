@@ -27,6 +27,7 @@ from gsavl_cli import weights
 from gsavl_cli.data import features
 from gsavl_cli.data.audio_input import audio_window
 from gsavl_cli.errors import UsageError
+from gsavl_cli.model.vggsound_labels import VGGSOUND_LABELS
 
 TEXT_MAPS = ("text", "textobj")
 """The heatmaps of the zero-shot source: text (CLIPSeg on the heard labels) and textobj (mixed with the prior)."""
@@ -63,8 +64,8 @@ AVSBENCH_S4_LABELS = (
     "typing_on_computer_keyboard",
 )
 """AVSBench-object S4's 23 categories (Zhou et al., ECCV 2022), as its folders name them (s4_data/*/CATEGORY/)."""
-LABEL_SETS: dict[str, tuple[str, ...]] = {"avsbench-s4": AVSBENCH_S4_LABELS}
-"""The built-in label sets by `--labels` name; VGGSound's 309 classes are not in the project (pass them as a file)."""
+LABEL_SETS: dict[str, tuple[str, ...]] = {"avsbench-s4": AVSBENCH_S4_LABELS, "vggsound": VGGSOUND_LABELS}
+"""The built-in label sets by `--labels` name: AVSBench S4's 23 categories, VGGSound's 309 classes."""
 
 
 def read_labels(spec: str | Path) -> tuple[str, ...]:
